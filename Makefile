@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ACCOUNTS ?= 100
+SEED ?= 7
+
+.PHONY: demo test lint fmt install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Installs with uv when it can be had (fast), else plain pip; re-runs when a requirement changes.
+$(STAMP): $(PY) requirements.txt requirements-dev.txt shared/pyproject.toml
+	@if $(PY) -m pip install -q uv==0.13.8 && $(VENV)/bin/uv --version >/dev/null 2>&1; then \
+		$(VENV)/bin/uv pip install -q --python $(PY) -r requirements-dev.txt -e shared; \
+	else \
+		$(PY) -m pip install -q -r requirements-dev.txt -e shared; \
+	fi
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/alluse demo --accounts $(ACCOUNTS) --seed $(SEED)
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shared tests
+	$(VENV)/bin/ruff format --check shared tests
+	$(VENV)/bin/mypy shared/alluse
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format shared tests
+	$(VENV)/bin/ruff check --fix shared tests
+
+clean:
+	rm -rf $(VENV) .alluse .pytest_cache .mypy_cache .ruff_cache

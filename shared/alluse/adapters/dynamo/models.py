@@ -1,0 +1,160 @@
+"""pynamodb item models of the single table (layout in `table.py`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from alluse.adapters.dynamo.table import TABLE, table_name
+
+ACCOUNTS_INDEX_KEY = "ACCOUNT"
+GLOBAL_PK = "GLOBAL"
+
+
+def account_pk(account_id: str) -> str:
+    return f"ACCOUNT#{account_id}"
+
+
+def scope_pk(scope: str) -> str:
+    """Partition of an audit/config scope: an account, or the global settings."""
+    return GLOBAL_PK if scope == GLOBAL_PK else account_pk(scope)
+
+
+def seq_sk(prefix: str, seq: int) -> str:
+    return f"{prefix}#{seq:010d}"
+
+
+class _Meta:
+    table_name = table_name()
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+
+
+class AccountsIndex(GlobalSecondaryIndex["AccountItem"]):
+    class Meta:
+        index_name = TABLE.accounts_index.name
+        projection = AllProjection()
+
+    accounts_pk = UnicodeAttribute(hash_key=True)
+    accounts_sk = UnicodeAttribute(range_key=True)
+
+
+class AccountItem(Model):
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="ACCOUNT")
+    accounts_pk = UnicodeAttribute(default=ACCOUNTS_INDEX_KEY)
+    accounts_sk = UnicodeAttribute()
+    name = UnicodeAttribute()
+    status = UnicodeAttribute()
+    brokerage_id = UnicodeAttribute(null=True)
+    parent_id = UnicodeAttribute(null=True)
+    lineage_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    sleeves = JSONAttribute()  # {kind: {cash_cents, buffer_cents, contributed_cents}} as ints
+    movements = NumberAttribute(default=0)
+    audit_seq = NumberAttribute(default=0)
+    audit_hash = UnicodeAttribute()
+    version = VersionAttribute()
+
+    accounts_index = AccountsIndex()
+
+
+class GlobalItem(Model):
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True, default=GLOBAL_PK)
+    sk = UnicodeAttribute(range_key=True, default=GLOBAL_PK)
+    audit_seq = NumberAttribute(default=0)
+    audit_hash = UnicodeAttribute()
+    config_version = NumberAttribute(default=0)
+    version = VersionAttribute()
+
+
+class CashMovementItem(Model):
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    movement_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    amount_cents = NumberAttribute()
+    by_sleeve = JSONAttribute()
+    at = UnicodeAttribute()
+    reason = UnicodeAttribute(default="")
+
+
+class ConfigVersionItem(Model):
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    config_version = NumberAttribute()
+    overrides = JSONAttribute()  # the whole override layer of this scope after the change
+    changes = JSONAttribute()  # just what this version changed
+    author = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    at = UnicodeAttribute()
+
+
+class AuditItem(Model):
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    seq = NumberAttribute()
+    at = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    details = JSONAttribute()
+    prev_hash = UnicodeAttribute()
+    hash = UnicodeAttribute()
+
+
+class BrokerClaimItem(Model):
+    """Exists once per brokerage id, forever: the store's guarantee of A1's one-to-one mapping."""
+
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="BROKER")
+    account_id = UnicodeAttribute()
+    claimed_at = UnicodeAttribute()
+
+    @staticmethod
+    def key(brokerage_id: str) -> str:
+        return f"BROKER#{brokerage_id}"
+
+
+class SequenceItem(Model):
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True, default="SEQUENCE")
+    sk = UnicodeAttribute(range_key=True)
+    value = NumberAttribute(default=0)
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    AccountItem,
+    GlobalItem,
+    CashMovementItem,
+    ConfigVersionItem,
+    AuditItem,
+    BrokerClaimItem,
+    SequenceItem,
+)
+
+
+def configure(table: str | None = None, region: str | None = None) -> None:
+    """Point every model at a table/region chosen at run time (tests, local runtime, Lambda env)."""
+    for model in ALL_MODELS:
+        meta: Any = model.Meta
+        if table:
+            meta.table_name = table
+        if region:
+            meta.region = region
+        model._connection = None

@@ -1,0 +1,289 @@
+"""`alluse`: the command-line door to the use cases (local, embedded backend).
+
+Every expected error is printed as one clear line on stderr with exit code 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from alluse.adapters.local.runtime import LocalRuntime, default_state_dir
+from alluse.application.accounts import AccountService, NewAccount
+from alluse.application.audit import AuditService
+from alluse.application.clock import SystemClock
+from alluse.application.configuration import ConfigChange, ConfigurationService
+from alluse.application.fleet import create_fleet, plan_fleet
+from alluse.cli import views
+from alluse.domain.accounts import AccountStatus
+from alluse.domain.config import default_config, parse_assignments
+from alluse.domain.config_versions import GLOBAL_SCOPE
+from alluse.domain.errors import AllUseError
+from alluse.domain.fleet import summarize
+from alluse.domain.money import parse_dollars
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="ALL-USE: weekly options-income protocol.")
+accounts_app = typer.Typer(no_args_is_help=True, help="Create, fund, link and inspect main accounts.")
+config_app = typer.Typer(no_args_is_help=True, help="Show and change configuration (global or per account).")
+audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the hash-chained audit trail.")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
+
+# Piped output (CI logs, files) gets room for the wide tables instead of rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() else 150
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+
+@dataclass
+class Platform:
+    accounts: AccountService
+    config: ConfigurationService
+    audit: AuditService
+
+
+class _State:
+    state_dir: Path = default_state_dir()
+
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Where the local backend keeps its state (default $ALLUSE_HOME or ~/.alluse)."),
+]
+ActorOption = Annotated[str | None, typer.Option("--actor", help="Who is acting (recorded in the audit trail).")]
+
+
+@app.callback()
+def main(state_dir: StateDirOption = None) -> None:
+    if state_dir is not None:
+        _State.state_dir = state_dir
+
+
+@contextmanager
+def _platform(state_dir: Path | None = None) -> Iterator[Platform]:
+    """The use cases over the local backend; a domain error becomes one clear line and exit code 1."""
+    try:
+        with LocalRuntime(state_dir or _State.state_dir) as runtime:
+            clock = SystemClock()
+            yield Platform(
+                AccountService(runtime.store, clock),
+                ConfigurationService(runtime.store, clock),
+                AuditService(runtime.store),
+            )
+    except AllUseError as error:
+        err.print(f"[red]error:[/red] {views.describe_error(error)}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("ALLUSE_ACTOR") or getpass.getuser()
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+@accounts_app.command("create")
+def accounts_create(
+    capital: Annotated[str | None, typer.Option(help="Initial capital in dollars (default from configuration).")] = None,
+    name: Annotated[str, typer.Option(help="A name for people.")] = "",
+    broker: Annotated[str | None, typer.Option(help="Brokerage account id to link now, e.g. DU1234567.")] = None,
+    account_id: Annotated[str | None, typer.Option("--id", help="Choose the account id (default ACC-nnnnn).")] = None,
+    actor: ActorOption = None,
+) -> None:
+    """Create a main account with its sleeves, funded with its initial capital."""
+    with _platform() as p:
+        cents = parse_dollars(capital, field="capital") if capital is not None else _default_capital_cents(p)
+        request = NewAccount(capital_cents=cents, name=name, brokerage_id=broker, account_id=account_id)
+        account = p.accounts.create(request, actor=_actor(actor))
+        out.print(views.account_panel(account, p.config.effective(account.account_id)))
+
+
+@accounts_app.command("list")
+def accounts_list() -> None:
+    """Every account with its sleeves' cash (no scan: the store's account index)."""
+    with _platform() as p:
+        accounts = p.accounts.list()
+        out.print(views.accounts_table(accounts))
+        out.print(views.fleet_table(summarize(accounts)))
+
+
+@accounts_app.command("show")
+def accounts_show(account_id: str) -> None:
+    """One account: status, brokerage link, sleeves and cash movements."""
+    with _platform() as p:
+        account = p.accounts.get(account_id)
+        out.print(views.account_panel(account, p.config.effective(account_id)))
+        out.print(views.movements_table(p.accounts.movements(account_id)))
+
+
+@accounts_app.command("link-broker")
+def accounts_link_broker(account_id: str, brokerage_id: str, actor: ActorOption = None) -> None:
+    """Link the account to its one brokerage account; it becomes ACTIVE."""
+    with _platform() as p:
+        account = p.accounts.link_broker(account_id, brokerage_id, actor=_actor(actor))
+        out.print(f"{account.account_id} linked to {account.brokerage_id}; status {account.status.value}")
+
+
+@accounts_app.command("deposit")
+def accounts_deposit(
+    account_id: str,
+    amount: str,
+    reason: Annotated[str, typer.Option(help="Why (kept with the movement).")] = "",
+    actor: ActorOption = None,
+) -> None:
+    """Deposit dollars; split across sleeves by target weight (buffers grow with it)."""
+    with _platform() as p:
+        cents = parse_dollars(amount, field="amount")
+        account = p.accounts.deposit(account_id, cents, actor=_actor(actor), reason=reason)
+        out.print(views.account_panel(account, p.config.effective(account_id)))
+
+
+@accounts_app.command("withdraw")
+def accounts_withdraw(
+    account_id: str,
+    amount: str,
+    reason: Annotated[str, typer.Option(help="Why (kept with the movement).")] = "",
+    actor: ActorOption = None,
+) -> None:
+    """Withdraw dollars from free cash by target weight; buffers are never withdrawn."""
+    with _platform() as p:
+        cents = parse_dollars(amount, field="amount")
+        account = p.accounts.withdraw(account_id, cents, actor=_actor(actor), reason=reason)
+        out.print(views.account_panel(account, p.config.effective(account_id)))
+
+
+@accounts_app.command("set-status")
+def accounts_set_status(
+    account_id: str,
+    status: Annotated[AccountStatus, typer.Argument(case_sensitive=False)],
+    reason: Annotated[str, typer.Option(help="Why (required; recorded in the audit trail).")],
+    actor: ActorOption = None,
+) -> None:
+    """Move the account to another status (only legal transitions)."""
+    with _platform() as p:
+        account = p.accounts.change_status(account_id, status, actor=_actor(actor), reason=reason)
+        out.print(f"{account.account_id} is now {account.status.value}")
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(
+    account_id: Annotated[str | None, typer.Option("--account", help="Show this account's effective configuration.")] = None,
+) -> None:
+    """The effective configuration, marking what is overridden globally or for the account."""
+    with _platform() as p:
+        global_cfg = p.config.effective()
+        cfg = p.config.effective(account_id) if account_id else global_cfg
+        out.print(views.config_table(cfg, default_config(), global_cfg, account_id or GLOBAL_SCOPE))
+
+
+@config_app.command("set")
+def config_set(
+    assignments: Annotated[list[str], typer.Argument(help="setting=value, e.g. gen.delta_band.min=0.42")],
+    reason: Annotated[str, typer.Option(help="Why (required; kept with the version).")],
+    account_id: Annotated[str | None, typer.Option("--account", help="Override for this account only.")] = None,
+    author: Annotated[str | None, typer.Option(help="Who makes the change (default $ALLUSE_ACTOR or user).")] = None,
+) -> None:
+    """Change settings as one new version; refused whole if any rule is broken."""
+    with _platform() as p:
+        change = ConfigChange(parse_assignments(assignments), _actor(author), reason, account_id)
+        version = p.config.change(change)
+        out.print(f"{version.scope} configuration version {version.version} by {version.author}: {version.reason}")
+
+
+@config_app.command("history")
+def config_history(
+    account_id: Annotated[str | None, typer.Option("--account", help="This account's versions.")] = None,
+) -> None:
+    """Every configuration version: who, when, why, what."""
+    with _platform() as p:
+        out.print(views.config_history_table(p.config.history(account_id)))
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(
+    account_id: Annotated[str | None, typer.Option("--account", help="Verify one account (default: all).")] = None,
+) -> None:
+    """Check every hash chain; report the first broken link. Exit code 1 if any is broken."""
+    with _platform() as p:
+        reports = [p.audit.verify(account_id)] if account_id else p.audit.verify_all()
+    out.print(views.audit_reports_table(reports))
+    broken = [r for r in reports if not r.ok]
+    if broken:
+        for r in broken:
+            err.print(f"[red]broken:[/red] {r.scope} at record {r.first_broken_seq}: {r.problem}")
+        raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(scope: Annotated[str, typer.Argument(help="Account id, or GLOBAL.")]) -> None:
+    """The audit trail of an account (or of global settings)."""
+    with _platform() as p:
+        out.print(views.audit_trail_table(p.audit.trail(scope)))
+
+
+# --- main job ----------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    accounts: Annotated[int, typer.Option(min=1, max=5000, help="How many accounts to create.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the fleet plan (same seed, same fleet).")] = 7,
+    state_dir: Annotated[Path, typer.Option(help="Fresh state directory for the demo (emptied first).")] = Path(
+        ".alluse/demo"
+    ),
+    quiet: Annotated[bool, typer.Option(help="Only the aggregate table.")] = False,
+) -> None:
+    """The main job: create a fleet of independent accounts with brokerage links and show the allocation."""
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    with _platform(state_dir) as p:
+        base = _default_capital_cents(p)
+        plans = plan_fleet(accounts, seed=seed, base_capital_cents=base)
+        with Progress(
+            TextColumn("creating accounts"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out
+        ) as progress:
+            task = progress.add_task("accounts", total=len(plans))
+            result = create_fleet(p.accounts, plans, actor="demo", on_progress=lambda: progress.advance(task))
+        fleet = p.accounts.list()
+        reports = p.audit.verify_all()
+    if not quiet:
+        out.print(views.accounts_table(fleet))
+    out.print(views.fleet_table(summarize(fleet)))
+    ok = sum(r.ok for r in reports)
+    out.print(f"audit chains verified: {ok}/{len(reports)} intact")
+    for plan, reason in result.failed:
+        err.print(f"[red]not created:[/red] {plan.name}: {reason}")
+    out.print(f"state kept in {state_dir}; explore it with: alluse --state-dir {state_dir} accounts list")
+    if result.failed or ok != len(reports):
+        raise typer.Exit(1)
+
+
+def _default_capital_cents(p: Platform) -> int:
+    return parse_dollars(p.config.effective().account.initial_capital, field="account.initial_capital")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    run()

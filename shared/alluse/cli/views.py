@@ -1,0 +1,138 @@
+"""rich renderings of domain objects for the CLI (presentation only, no rules)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+
+from alluse.domain.accounts import Account, CashMovement
+from alluse.domain.audit import AuditRecord, ChainReport
+from alluse.domain.config import AllUseConfig, diff_paths, flatten
+from alluse.domain.config_versions import ConfigVersion
+from alluse.domain.errors import AllUseError, ValidationFailed
+from alluse.domain.fleet import FleetAllocation
+from alluse.domain.money import format_cents
+from alluse.domain.sleeves import SLEEVE_ORDER
+
+
+def describe_error(error: AllUseError) -> str:
+    if isinstance(error, ValidationFailed) and len(error.problems) > 1:
+        return "refused, nothing changed:\n  " + "\n  ".join(error.problems)
+    return str(error)
+
+
+def _money(cents: int) -> str:
+    return format_cents(cents)
+
+
+def sleeves_table(account: Account, config: AllUseConfig) -> Table:
+    weights = config.allocation.weights()
+    table = Table(title="Sleeves", title_justify="left")
+    for col in ("Sleeve", "Target weight", "Contributed", "Cash", "Buffer", "Free (deployable)"):
+        table.add_column(col, justify="left" if col == "Sleeve" else "right")
+    for kind in SLEEVE_ORDER:
+        s = account.sleeve(kind)
+        table.add_row(
+            kind.label, f"{weights[kind]:.2%}", _money(s.contributed_cents), _money(s.cash_cents),
+            _money(s.buffer_cents), _money(s.free_cents),
+        )
+    table.add_row(
+        "Total", "", _money(sum(s.contributed_cents for s in account.sleeves.values())), _money(account.cash_cents),
+        _money(account.buffer_cents), _money(account.free_cents), style="bold",
+    )
+    return table
+
+
+def account_panel(account: Account, config: AllUseConfig) -> Panel:
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row("Status", account.status.value)
+    facts.add_row("Brokerage account", account.brokerage_id or "— (not linked)")
+    facts.add_row("Created", account.created_at.isoformat(timespec="seconds"))
+    if account.parent_id:
+        facts.add_row("Parent", account.parent_id)
+    facts.add_row("Audit records", str(account.audit_head.seq))
+    return Panel(Group(facts, sleeves_table(account, config)), title=f"{account.account_id} — {account.name}")
+
+
+def accounts_table(accounts: Sequence[Account]) -> Table:
+    table = Table(title=f"Accounts ({len(accounts)})", title_justify="left")
+    for col in ("Account", "Status", "Brokerage", *[k.label for k in SLEEVE_ORDER], "Buffer", "Free", "Cash"):
+        table.add_column(col, justify="left" if col in ("Account", "Status", "Brokerage") else "right")
+    for a in accounts:
+        table.add_row(
+            a.account_id, a.status.value, a.brokerage_id or "—",
+            *[_money(a.sleeve(k).cash_cents) for k in SLEEVE_ORDER],
+            _money(a.buffer_cents), _money(a.free_cents), _money(a.cash_cents),
+        )
+    return table
+
+
+def fleet_table(fleet: FleetAllocation) -> Table:
+    statuses = ", ".join(f"{s.value} {n}" for s, n in sorted(fleet.by_status.items(), key=lambda i: i[0].value))
+    table = Table(title=f"Fleet allocation — {fleet.accounts} accounts ({statuses or 'none'})", title_justify="left")
+    for col in ("Sleeve", "Cash", "Buffer", "Free (deployable)", "Share of cash"):
+        table.add_column(col, justify="left" if col == "Sleeve" else "right")
+    total = fleet.cash_cents
+    for kind in SLEEVE_ORDER:
+        s = fleet.by_sleeve[kind]
+        share = f"{s.cash_cents / total:.2%}" if total else "—"  # display ratio only, not money
+        table.add_row(kind.label, _money(s.cash_cents), _money(s.buffer_cents), _money(s.free_cents), share)
+    table.add_row("Total", _money(total), _money(fleet.buffer_cents), _money(fleet.free_cents), "", style="bold")
+    return table
+
+
+def movements_table(movements: Sequence[CashMovement]) -> Table:
+    table = Table(title="Cash movements", title_justify="left")
+    for col in ("Id", "When", "Kind", "Amount", *[k.label for k in SLEEVE_ORDER], "Reason"):
+        table.add_column(col)
+    for m in movements:
+        table.add_row(
+            m.movement_id, m.at.isoformat(timespec="seconds"), m.kind.value, _money(m.amount_cents),
+            *[_money(m.by_sleeve.get(k, 0)) for k in SLEEVE_ORDER], m.reason,
+        )
+    return table
+
+
+def config_table(config: AllUseConfig, defaults: AllUseConfig, global_config: AllUseConfig, scope: str) -> Table:
+    changed_globally = diff_paths(defaults, global_config)
+    changed_here = diff_paths(global_config, config)
+    table = Table(title=f"Effective configuration — {scope}", title_justify="left")
+    table.add_column("Setting")
+    table.add_column("Value")
+    table.add_column("Source")
+    for path, value in flatten(config):
+        source = "account" if path in changed_here else "global" if path in changed_globally else "default"
+        style = None if source == "default" else "bold yellow"
+        table.add_row(path, value, source, style=style)
+    return table
+
+
+def config_history_table(versions: Sequence[ConfigVersion]) -> Table:
+    table = Table(title="Configuration versions", title_justify="left")
+    for col in ("Scope", "Version", "When", "Author", "Reason", "Changes"):
+        table.add_column(col)
+    for v in versions:
+        table.add_row(v.scope, str(v.version), v.at.isoformat(timespec="seconds"), v.author, v.reason, str(dict(v.changes)))
+    return table
+
+
+def audit_reports_table(reports: Sequence[ChainReport]) -> Table:
+    table = Table(title="Audit chains", title_justify="left")
+    for col in ("Scope", "Records checked", "Result"):
+        table.add_column(col)
+    for r in reports:
+        result = "[green]intact[/green]" if r.ok else f"[red]broken at record {r.first_broken_seq}: {r.problem}[/red]"
+        table.add_row(r.scope, str(r.checked), result)
+    return table
+
+
+def audit_trail_table(records: Sequence[AuditRecord]) -> Table:
+    table = Table(title="Audit trail", title_justify="left")
+    for col in ("Seq", "When", "Actor", "Action", "Details", "Hash"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(str(r.seq), r.at.isoformat(timespec="seconds"), r.actor, r.action, str(dict(r.details)), r.hash[:12])
+    return table
