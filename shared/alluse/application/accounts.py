@@ -39,7 +39,7 @@ class AccountService:
     def get(self, account_id: str) -> Account:
         return self._store.get(account_id)
 
-    def list(self) -> list[Account]:
+    def list_accounts(self) -> list[Account]:
         return list(self._store.list_accounts())
 
     def movements(self, account_id: str) -> list[CashMovement]:
@@ -190,5 +190,7 @@ def _funded_event(movement: CashMovement) -> AuditEvent:
 def _link_events(brokerage_id: str, previous: AccountStatus = AccountStatus.PENDING_BROKER_LINK) -> list[AuditEvent]:
     return [
         AuditEvent("BROKER_LINKED", {"brokerage_id": brokerage_id}),
-        AuditEvent("STATUS_CHANGED", {"from": previous.value, "to": AccountStatus.ACTIVE.value, "reason": "broker linked"}),
+        AuditEvent(
+            "STATUS_CHANGED", {"from": previous.value, "to": AccountStatus.ACTIVE.value, "reason": "broker linked"}
+        ),
     ]

@@ -17,14 +17,13 @@ class AuditService:
         return self._store.audit_records(scope)
 
     def verify(self, scope: str) -> ChainReport:
-        if scope == GLOBAL_SCOPE:
-            head = self._store.global_state().audit_head
-        else:
-            head = self._store.get(scope).audit_head
+        head = self._store.global_state().audit_head if scope == GLOBAL_SCOPE else self._store.get(scope).audit_head
         return verify_chain(scope, self._store.audit_records(scope), head)
 
     def verify_all(self) -> list[ChainReport]:
         reports = [self.verify(GLOBAL_SCOPE)]
-        reports += [verify_chain(a.account_id, self._store.audit_records(a.account_id), a.audit_head)
-                    for a in self._store.list_accounts()]
+        reports += [
+            verify_chain(a.account_id, self._store.audit_records(a.account_id), a.audit_head)
+            for a in self._store.list_accounts()
+        ]
         return reports

@@ -72,9 +72,13 @@ class ConfigurationService:
         latest = self._store.latest_config(account_id)
         layer = merge_layers(latest.overrides if latest else {}, changes)
         global_layer = self.overrides_of_global()
-        _require_effect(effective_config(global_layer, latest.overrides if latest else {}), effective_config(global_layer, layer))
+        _require_effect(
+            effective_config(global_layer, latest.overrides if latest else {}), effective_config(global_layer, layer)
+        )
         now = self._clock.now()
-        version = ConfigVersion(account_id, (latest.version if latest else 0) + 1, layer, changes, request.author, request.reason, now)
+        version = ConfigVersion(
+            account_id, (latest.version if latest else 0) + 1, layer, changes, request.author, request.reason, now
+        )
         records, head = chain(account_id, account.audit_head, [_changed_event(version)], actor=request.author, at=now)
         self._store.commit(AccountChange(account=replace(account, audit_head=head), audit=records, config=version))
         return version
@@ -86,7 +90,9 @@ class ConfigurationService:
         _require_effect(effective_config(current), effective_config(layer))
         self._require_valid_for_every_account(layer)
         now = self._clock.now()
-        version = ConfigVersion(GLOBAL_SCOPE, state.config_version + 1, layer, changes, request.author, request.reason, now)
+        version = ConfigVersion(
+            GLOBAL_SCOPE, state.config_version + 1, layer, changes, request.author, request.reason, now
+        )
         records, head = chain(GLOBAL_SCOPE, state.audit_head, [_changed_event(version)], actor=request.author, at=now)
         self._store.commit_global(
             GlobalChange(

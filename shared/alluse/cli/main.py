@@ -96,7 +96,9 @@ def _actor(actor: str | None) -> str:
 
 @accounts_app.command("create")
 def accounts_create(
-    capital: Annotated[str | None, typer.Option(help="Initial capital in dollars (default from configuration).")] = None,
+    capital: Annotated[
+        str | None, typer.Option(help="Initial capital in dollars (default from configuration).")
+    ] = None,
     name: Annotated[str, typer.Option(help="A name for people.")] = "",
     broker: Annotated[str | None, typer.Option(help="Brokerage account id to link now, e.g. DU1234567.")] = None,
     account_id: Annotated[str | None, typer.Option("--id", help="Choose the account id (default ACC-nnnnn).")] = None,
@@ -114,7 +116,7 @@ def accounts_create(
 def accounts_list() -> None:
     """Every account with its sleeves' cash (no scan: the store's account index)."""
     with _platform() as p:
-        accounts = p.accounts.list()
+        accounts = p.accounts.list_accounts()
         out.print(views.accounts_table(accounts))
         out.print(views.fleet_table(summarize(accounts)))
 
@@ -182,7 +184,9 @@ def accounts_set_status(
 
 @config_app.command("show")
 def config_show(
-    account_id: Annotated[str | None, typer.Option("--account", help="Show this account's effective configuration.")] = None,
+    account_id: Annotated[
+        str | None, typer.Option("--account", help="Show this account's effective configuration.")
+    ] = None,
 ) -> None:
     """The effective configuration, marking what is overridden globally or for the account."""
     with _platform() as p:
@@ -262,7 +266,7 @@ def demo(
         ) as progress:
             task = progress.add_task("accounts", total=len(plans))
             result = create_fleet(p.accounts, plans, actor="demo", on_progress=lambda: progress.advance(task))
-        fleet = p.accounts.list()
+        fleet = p.accounts.list_accounts()
         reports = p.audit.verify_all()
     if not quiet:
         out.print(views.accounts_table(fleet))

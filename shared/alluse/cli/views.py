@@ -36,12 +36,21 @@ def sleeves_table(account: Account, config: AllUseConfig) -> Table:
     for kind in SLEEVE_ORDER:
         s = account.sleeve(kind)
         table.add_row(
-            kind.label, f"{weights[kind]:.2%}", _money(s.contributed_cents), _money(s.cash_cents),
-            _money(s.buffer_cents), _money(s.free_cents),
+            kind.label,
+            f"{weights[kind]:.2%}",
+            _money(s.contributed_cents),
+            _money(s.cash_cents),
+            _money(s.buffer_cents),
+            _money(s.free_cents),
         )
     table.add_row(
-        "Total", "", _money(sum(s.contributed_cents for s in account.sleeves.values())), _money(account.cash_cents),
-        _money(account.buffer_cents), _money(account.free_cents), style="bold",
+        "Total",
+        "",
+        _money(sum(s.contributed_cents for s in account.sleeves.values())),
+        _money(account.cash_cents),
+        _money(account.buffer_cents),
+        _money(account.free_cents),
+        style="bold",
     )
     return table
 
@@ -63,9 +72,13 @@ def accounts_table(accounts: Sequence[Account]) -> Table:
         table.add_column(col, justify="left" if col in ("Account", "Status", "Brokerage") else "right")
     for a in accounts:
         table.add_row(
-            a.account_id, a.status.value, a.brokerage_id or "—",
+            a.account_id,
+            a.status.value,
+            a.brokerage_id or "—",
             *[_money(a.sleeve(k).cash_cents) for k in SLEEVE_ORDER],
-            _money(a.buffer_cents), _money(a.free_cents), _money(a.cash_cents),
+            _money(a.buffer_cents),
+            _money(a.free_cents),
+            _money(a.cash_cents),
         )
     return table
 
@@ -90,8 +103,12 @@ def movements_table(movements: Sequence[CashMovement]) -> Table:
         table.add_column(col)
     for m in movements:
         table.add_row(
-            m.movement_id, m.at.isoformat(timespec="seconds"), m.kind.value, _money(m.amount_cents),
-            *[_money(m.by_sleeve.get(k, 0)) for k in SLEEVE_ORDER], m.reason,
+            m.movement_id,
+            m.at.isoformat(timespec="seconds"),
+            m.kind.value,
+            _money(m.amount_cents),
+            *[_money(m.by_sleeve.get(k, 0)) for k in SLEEVE_ORDER],
+            m.reason,
         )
     return table
 
@@ -115,7 +132,9 @@ def config_history_table(versions: Sequence[ConfigVersion]) -> Table:
     for col in ("Scope", "Version", "When", "Author", "Reason", "Changes"):
         table.add_column(col)
     for v in versions:
-        table.add_row(v.scope, str(v.version), v.at.isoformat(timespec="seconds"), v.author, v.reason, str(dict(v.changes)))
+        table.add_row(
+            v.scope, str(v.version), v.at.isoformat(timespec="seconds"), v.author, v.reason, str(dict(v.changes))
+        )
     return table
 
 
@@ -134,5 +153,7 @@ def audit_trail_table(records: Sequence[AuditRecord]) -> Table:
     for col in ("Seq", "When", "Actor", "Action", "Details", "Hash"):
         table.add_column(col)
     for r in records:
-        table.add_row(str(r.seq), r.at.isoformat(timespec="seconds"), r.actor, r.action, str(dict(r.details)), r.hash[:12])
+        table.add_row(
+            str(r.seq), r.at.isoformat(timespec="seconds"), r.actor, r.action, str(dict(r.details)), r.hash[:12]
+        )
     return table

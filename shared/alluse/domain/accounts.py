@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 from alluse.domain.errors import Conflict, IllegalTransition, InsufficientFunds, ValidationFailed
 from alluse.domain.money import format_cents, fraction_of, require_positive, split_by_weights
 from alluse.domain.sleeves import SLEEVE_ORDER, SleeveKind
 
 
-class AccountStatus(str, Enum):
+class AccountStatus(StrEnum):
     PENDING_BROKER_LINK = "PENDING_BROKER_LINK"  # created, waiting for its one brokerage account
     ACTIVE = "ACTIVE"
     SAFE = "SAFE"  # no new risk, exits allowed (circuit breaker)
@@ -52,7 +52,7 @@ def legal_next_statuses(status: AccountStatus) -> frozenset[AccountStatus]:
     return _LEGAL[status]
 
 
-class MovementKind(str, Enum):
+class MovementKind(StrEnum):
     DEPOSIT = "DEPOSIT"
     WITHDRAWAL = "WITHDRAWAL"
 
@@ -209,7 +209,9 @@ def withdraw(
     return _record(account, sleeves, MovementKind.WITHDRAWAL, amount_cents, parts, now, reason)
 
 
-def split_capped(amount: int, weights: Mapping[SleeveKind, Decimal], caps: Mapping[SleeveKind, int]) -> dict[SleeveKind, int]:
+def split_capped(
+    amount: int, weights: Mapping[SleeveKind, Decimal], caps: Mapping[SleeveKind, int]
+) -> dict[SleeveKind, int]:
     """Split by weights, no sleeve above its cap; what a capped sleeve can't take goes to the others.
 
     Sleeves without weight only contribute once the weighted ones are exhausted.

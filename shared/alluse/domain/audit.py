@@ -50,7 +50,9 @@ class ChainReport:
         return self.first_broken_seq is None
 
 
-def record_hash(scope: str, seq: int, at: datetime, actor: str, action: str, details: Mapping[str, Any], prev: str) -> str:
+def record_hash(
+    scope: str, seq: int, at: datetime, actor: str, action: str, details: Mapping[str, Any], prev: str
+) -> str:
     body = {
         "scope": scope,
         "seq": seq,
@@ -86,7 +88,9 @@ def verify_chain(scope: str, records: Sequence[AuditRecord], head: ChainHead | N
         if record.seq != expected_seq:
             return ChainReport(scope, expected_seq - 1, expected_seq, f"record {expected_seq} is missing")
         if record.prev_hash != prev:
-            return ChainReport(scope, expected_seq - 1, record.seq, "previous-hash link does not match record before it")
+            return ChainReport(
+                scope, expected_seq - 1, record.seq, "previous-hash link does not match record before it"
+            )
         recomputed = record_hash(scope, record.seq, record.at, record.actor, record.action, record.details, prev)
         if recomputed != record.hash:
             return ChainReport(scope, expected_seq - 1, record.seq, "content was altered (hash mismatch)")

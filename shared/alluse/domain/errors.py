@@ -18,7 +18,9 @@ class AllUseError(Exception):
         self.field = field
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
+        if not self.field or self.message.startswith(f"{self.field}:"):
+            return self.message
+        return f"{self.field}: {self.message}"
 
 
 class ValidationFailed(AllUseError):

@@ -41,5 +41,7 @@ def summarize(accounts: Iterable[Account]) -> FleetAllocation:
             t[0] += sleeve.cash_cents
             t[1] += sleeve.buffer_cents
             t[2] += sleeve.contributed_cents
-    by_sleeve = {k: SleeveBalance(kind=k, cash_cents=c, buffer_cents=b, contributed_cents=n) for k, (c, b, n) in totals.items()}
+    by_sleeve = {
+        k: SleeveBalance(kind=k, cash_cents=c, buffer_cents=b, contributed_cents=n) for k, (c, b, n) in totals.items()
+    }
     return FleetAllocation(accounts=count, by_status=dict(statuses), by_sleeve=by_sleeve)

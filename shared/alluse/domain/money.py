@@ -51,7 +51,9 @@ def fraction_of(cents: int, pct: Decimal) -> int:
     return int((Decimal(cents) * pct).to_integral_value(rounding=ROUND_CEILING))
 
 
-def split_by_weights(amount: int, weights: Mapping[K, Decimal | int], order: tuple[K, ...] | None = None) -> dict[K, int]:
+def split_by_weights(
+    amount: int, weights: Mapping[K, Decimal | int], order: tuple[K, ...] | None = None
+) -> dict[K, int]:
     """Split `amount` cents across keys in proportion to `weights`, to the cent, losing nothing.
 
     Largest-remainder (Hamilton) method on exact rationals; ties go to the key that comes

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class SleeveKind(str, Enum):
+class SleeveKind(StrEnum):
     GEN = "GEN"  # Gen-Acc: aggressive ATM short-put wheel, grows by forking
     REV = "REV"  # Rev-Acc: income-stable OTM wheel
     COM = "COM"  # Com-Acc: shares, LEAPS, covered calls; receives merges

@@ -25,7 +25,15 @@ from alluse.adapters.dynamo.models import (
     seq_sk,
 )
 from alluse.application.ports import AccountChange, GlobalChange, GlobalState
-from alluse.domain.accounts import Account, AccountStatus, brokerage_id_taken, CashMovement, ChainHead, MovementKind, SleeveBalance
+from alluse.domain.accounts import (
+    Account,
+    AccountStatus,
+    CashMovement,
+    ChainHead,
+    MovementKind,
+    SleeveBalance,
+    brokerage_id_taken,
+)
 from alluse.domain.audit import AuditRecord
 from alluse.domain.config_versions import ConfigVersion
 from alluse.domain.errors import Conflict, NotFound
@@ -79,7 +87,9 @@ class DynamoAccountStore:
 
     def brokerage_owner(self, brokerage_id: str) -> str | None:
         try:
-            return str(BrokerClaimItem.get(BrokerClaimItem.key(brokerage_id), "BROKER", consistent_read=True).account_id)
+            return str(
+                BrokerClaimItem.get(BrokerClaimItem.key(brokerage_id), "BROKER", consistent_read=True).account_id
+            )
         except DoesNotExist:
             return None
 
@@ -159,7 +169,9 @@ class _transaction:
                 return brokerage_id_taken(brokerage_id, DynamoAccountStore().brokerage_owner(brokerage_id))
         if failed:
             return Conflict(f"{self._scope} was changed concurrently; nothing was written, retry", field="version")
-        return Conflict(f"write to {self._scope} was refused by the store ({err.cause_response_code}); nothing was written")
+        return Conflict(
+            f"write to {self._scope} was refused by the store ({err.cause_response_code}); nothing was written"
+        )
 
 
 def _iso(at: datetime) -> str:
@@ -178,7 +190,11 @@ def _account_to_item(a: Account) -> AccountItem:
         lineage_id=a.lineage_id,
         created_at=_iso(a.created_at),
         sleeves={
-            k.value: {"cash_cents": s.cash_cents, "buffer_cents": s.buffer_cents, "contributed_cents": s.contributed_cents}
+            k.value: {
+                "cash_cents": s.cash_cents,
+                "buffer_cents": s.buffer_cents,
+                "contributed_cents": s.contributed_cents,
+            }
             for k, s in a.sleeves.items()
         },
         movements=a.movements,
@@ -290,4 +306,3 @@ def _audit_from_item(scope: str, i: AuditItem) -> AuditRecord:
         prev_hash=i.prev_hash,
         hash=i.hash,
     )
-

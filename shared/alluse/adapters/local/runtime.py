@@ -61,7 +61,7 @@ class LocalRuntime:
             os.environ[key] = value  # never talk to a real AWS account from the local runtime
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_file = open(self.state_dir / ".lock", "w")  # noqa: SIM115 - held until __exit__
+            self._lock_file = open(self.state_dir / ".lock", "w")
             fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         self._mock.start()
         _serialize_moto_dynamodb()
@@ -72,7 +72,9 @@ class LocalRuntime:
             _load(client, self.state_dir / SNAPSHOT_FILE)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             # Every commit is atomic, so what is in the table is consistent even after an error.
             if self.state_dir is not None:
