@@ -1,18 +1,25 @@
 """The embedded runtime: AWS services are moto, in this process; state survives between
 invocations as a snapshot in a local state directory.
 
-Real DynamoDB applies a conditional transaction atomically; moto checks the conditions and then
-writes, with no lock, so two threads could both pass a check. `_serialize_moto_dynamodb` makes
-the emulator linearizable (one request at a time), which is what the store's uniqueness and
-optimistic-locking guarantees rely on, exactly as they rely on DynamoDB in production.
+Two fixes make moto behave like DynamoDB where the store depends on it (`_tune_moto_dynamodb`):
+- Real DynamoDB applies a conditional transaction atomically; moto checks the conditions and then
+  writes, with no lock, so two threads could both pass a check. Requests are serialized (one at a
+  time), which is what the store's uniqueness and optimistic-locking guarantees rely on.
+- moto backs up the whole table once per item of every transaction (deepcopy), which makes each
+  write cost O(table size). It backs up only the items the transaction touches instead, and
+  restores exactly those if the transaction is cancelled.
+- moto answers a Query on the table's key by sorting every item of the table; it is shown only
+  the queried partition instead, so a query costs what the partition holds, as in DynamoDB.
 """
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +27,9 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 
 from alluse.adapters.dynamo import models
@@ -28,7 +38,7 @@ from alluse.adapters.dynamo.table import TABLE, table_name
 
 SNAPSHOT_FILE = "dynamodb.jsonl"
 _EMULATOR_LOCK = threading.RLock()
-_serialized = False
+_tuned = False
 
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -64,7 +74,7 @@ class LocalRuntime:
             self._lock_file = open(self.state_dir / ".lock", "w")
             fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         self._mock.start()
-        _serialize_moto_dynamodb()
+        _tune_moto_dynamodb()
         models.configure(table=table_name(), region=LOCAL_ENVIRONMENT["AWS_DEFAULT_REGION"])
         client = self.client()
         client.create_table(**TABLE.create_table_kwargs(table_name()))
@@ -90,18 +100,72 @@ class LocalRuntime:
         return boto3.client("dynamodb", region_name=LOCAL_ENVIRONMENT["AWS_DEFAULT_REGION"])
 
 
-def _serialize_moto_dynamodb() -> None:
-    global _serialized
-    if _serialized:
+def _tune_moto_dynamodb() -> None:
+    global _tuned
+    if _tuned:
         return
-    original = DynamoHandler.call_action
+    call_action = DynamoHandler.call_action
+    transact_write_items = DynamoDBBackend.transact_write_items
 
-    def call_action(self: DynamoHandler) -> Any:
+    def serialized_call_action(self: DynamoHandler) -> Any:
         with _EMULATOR_LOCK:
-            return original(self)
+            return call_action(self)
 
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-    _serialized = True
+    def transact_write_items_with_item_backups(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        # Runs under _EMULATOR_LOCK, so disabling Table deep copies here affects no other request.
+        backups = [_backup(self, entry) for entry in transact_items]
+        Table.__deepcopy__ = _no_copy  # type: ignore[attr-defined]
+        try:
+            transact_write_items(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, item in reversed(backups):
+                _restore(table, hash_value, range_value, item)
+            raise
+        finally:
+            del Table.__deepcopy__  # type: ignore[attr-defined]
+
+    table_query = Table.query
+
+    def partition_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name is not None or hash_key is None or not self.range_key_attr:
+            return table_query(self, hash_key, *args, **kwargs)
+        everything = self.items  # safe to swap: requests are serialized by _EMULATOR_LOCK
+        self.items = defaultdict(dict, {hash_key: everything[hash_key]} if hash_key in everything else {})
+        try:
+            return table_query(self, hash_key, *args, **kwargs)
+        finally:
+            self.items = everything
+
+    Table.query = partition_query  # type: ignore[method-assign]
+    DynamoHandler.call_action = serialized_call_action  # type: ignore[method-assign]
+    DynamoDBBackend.transact_write_items = transact_write_items_with_item_backups  # type: ignore[method-assign]
+    _tuned = True
+
+
+def _no_copy(table: Table, memo: dict[int, Any]) -> Table:
+    return table
+
+
+def _backup(backend: DynamoDBBackend, entry: dict[str, Any]) -> tuple[Table, Any, Any, Item | None]:
+    op_type, op = next(iter(entry.items()))
+    table = backend.get_table(op["TableName"])
+    attrs = op["Item"] if op_type == "Put" else op["Key"]
+    hash_value = DynamoType(attrs[table.hash_key_attr])
+    range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+    return table, hash_value, range_value, copy.deepcopy(table.get_item(hash_value, range_value))
+
+
+def _restore(table: Table, hash_value: Any, range_value: Any, item: Item | None) -> None:
+    if range_value is None:
+        if item is None:
+            table.items.pop(hash_value, None)
+        else:
+            table.items[hash_value] = item  # type: ignore[assignment]  # hash-only tables map to items
+    elif item is None:
+        table.items.get(hash_value, {}).pop(range_value, None)
+    else:
+        table.items[hash_value][range_value] = item
 
 
 def _items(client: Any) -> Iterator[dict[str, Any]]:
