@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ACCOUNTS ?= 100
 SEED ?= 7
 
-.PHONY: demo test lint fmt install clean synth
+.PHONY: demo test lint fmt install clean synth layer
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +41,9 @@ fmt: $(STAMP)
 synth: $(STAMP)
 	CDK_OUTDIR=cdk.out $(PY) app.py
 
+# The Lambda layer (alluse + runtime libraries) into layers/build/python.
+layer: $(STAMP)
+	layers/build.sh
+
 clean:
-	rm -rf $(VENV) .alluse .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .alluse .pytest_cache .mypy_cache .ruff_cache cdk.out layers/build

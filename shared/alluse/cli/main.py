@@ -26,6 +26,7 @@ from alluse.application.clock import SystemClock
 from alluse.application.configuration import ConfigChange, ConfigurationService
 from alluse.application.fleet import create_fleet, plan_fleet
 from alluse.cli import views
+from alluse.cli.reference import config_reference_markdown
 from alluse.domain.accounts import AccountStatus
 from alluse.domain.config import default_config, parse_assignments
 from alluse.domain.config_versions import GLOBAL_SCOPE
@@ -216,6 +217,12 @@ def config_history(
     """Every configuration version: who, when, why, what."""
     with _platform() as p:
         out.print(views.config_history_table(p.config.history(account_id)))
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Every setting with its default and meaning, as Markdown (docs/configuration.md)."""
+    print(config_reference_markdown(), end="")
 
 
 # --- audit -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum, StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -1032,6 +1033,12 @@ def default_config() -> AllUseConfig:
     return AllUseConfig()
 
 
+@cache
+def _defaults_as_json() -> Mapping[str, Any]:
+    """The defaults as plain JSON data, computed once; merge_layers copies it, never mutates it."""
+    return default_config().model_dump(mode="json")
+
+
 def _copy_value(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {key: _copy_value(item) for key, item in value.items()}
@@ -1086,7 +1093,7 @@ def effective_config(*override_layers: Mapping[str, Any]) -> AllUseConfig:
 
     Raises ValidationFailed with one "dotted.path: message" problem per error.
     """
-    merged = merge_layers(default_config().model_dump(mode="json"), *override_layers)
+    merged = merge_layers(_defaults_as_json(), *override_layers)
     try:
         return AllUseConfig.model_validate(merged)
     except ValidationError as exc:
