@@ -29,13 +29,13 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared tests infra app.py
-	$(VENV)/bin/ruff format --check shared tests infra app.py
-	$(VENV)/bin/mypy shared/alluse infra app.py
+	$(VENV)/bin/ruff check shared functions tests infra app.py
+	$(VENV)/bin/ruff format --check shared functions tests infra app.py
+	$(VENV)/bin/mypy shared/alluse functions infra app.py
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff format shared tests infra app.py
-	$(VENV)/bin/ruff check --fix shared tests infra app.py
+	$(VENV)/bin/ruff format shared functions tests infra app.py
+	$(VENV)/bin/ruff check --fix shared functions tests infra app.py
 
 # CloudFormation template into cdk.out/, offline; cdk-nag findings fail it.
 synth: $(STAMP)

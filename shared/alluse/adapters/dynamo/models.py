@@ -157,11 +157,24 @@ ALL_MODELS: tuple[type[Model], ...] = (
 
 
 def configure(table: str | None = None, region: str | None = None) -> None:
-    """Point every model at a table/region chosen at run time (tests, local runtime, Lambda env)."""
+    """Point every model at a table/region chosen at run time (tests, local runtime, Lambda env).
+
+    The models share one table, so they share one connection (one botocore client): building a
+    client per model costs more than the requests a Lambda invocation makes.
+    """
+    meta: Any = _Meta
+    if table:
+        meta.table_name = table
+    if region:
+        meta.region = region
     for model in ALL_MODELS:
-        meta: Any = model.Meta
-        if table:
-            meta.table_name = table
-        if region:
-            meta.region = region
+        model._connection = None
+    shared = AccountItem._get_connection()
+    for model in ALL_MODELS:
+        model._connection = shared
+
+
+def disconnect() -> None:
+    """Drop the shared connection (the local runtime, when its emulator stops)."""
+    for model in ALL_MODELS:
         model._connection = None

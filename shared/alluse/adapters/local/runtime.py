@@ -91,7 +91,7 @@ class LocalRuntime:
                 _save(self.client(), self.state_dir / SNAPSHOT_FILE)
         finally:
             self._mock.stop()
-            models.configure()  # drop cached connections bound to the mock
+            models.disconnect()  # connections made under the mock must not outlive it
             if self._lock_file is not None:
                 fcntl.flock(self._lock_file, fcntl.LOCK_UN)
                 self._lock_file.close()
