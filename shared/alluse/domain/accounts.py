@@ -73,13 +73,17 @@ class SleeveBalance:
 
 @dataclass(frozen=True)
 class CashMovement:
-    movement_id: str
     account_id: str
+    seq: int  # 1, 2, 3, ... per account
     kind: MovementKind
     amount_cents: int
     by_sleeve: Mapping[SleeveKind, int]
     at: datetime
     reason: str
+
+    @property
+    def movement_id(self) -> str:
+        return f"{self.account_id}-CM{self.seq:06d}"
 
 
 @dataclass(frozen=True)
@@ -295,8 +299,8 @@ def _record(
 ) -> tuple[Account, CashMovement]:
     seq = account.movements + 1
     movement = CashMovement(
-        movement_id=f"{account.account_id}-CM{seq:06d}",
         account_id=account.account_id,
+        seq=seq,
         kind=kind,
         amount_cents=amount_cents,
         by_sleeve=dict(parts),

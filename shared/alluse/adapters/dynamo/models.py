@@ -83,7 +83,8 @@ class CashMovementItem(Model):
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
-    movement_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    movement_id = UnicodeAttribute()  # for people reading the table; derived from account and seq
     kind = UnicodeAttribute()
     amount_cents = NumberAttribute()
     by_sleeve = JSONAttribute()

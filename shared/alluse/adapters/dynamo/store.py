@@ -231,10 +231,10 @@ def _with_version(a: Account, version: int) -> Account:
 
 
 def _movement_to_item(m: CashMovement) -> CashMovementItem:
-    seq = int(m.movement_id.rsplit("CM", 1)[1])
     return CashMovementItem(
         account_pk(m.account_id),
-        seq_sk("CASH", seq),
+        seq_sk("CASH", m.seq),
+        seq=m.seq,
         movement_id=m.movement_id,
         kind=m.kind.value,
         amount_cents=m.amount_cents,
@@ -246,8 +246,8 @@ def _movement_to_item(m: CashMovement) -> CashMovementItem:
 
 def _movement_from_item(account_id: str, i: CashMovementItem) -> CashMovement:
     return CashMovement(
-        movement_id=i.movement_id,
         account_id=account_id,
+        seq=int(i.seq),
         kind=MovementKind(i.kind),
         amount_cents=int(i.amount_cents),
         by_sleeve={SleeveKind(k): int(v) for k, v in i.by_sleeve.items()},
