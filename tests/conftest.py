@@ -11,15 +11,15 @@ from alluse.adapters.dynamo.store import DynamoAccountStore
 from alluse.adapters.local.runtime import LocalRuntime
 from alluse.application.accounts import AccountService, NewAccount
 from alluse.application.audit import AuditService
-from alluse.application.clock import FixedClock
+from alluse.application.clock import SimulatedClock
 from alluse.application.configuration import ConfigurationService
 
 DOLLAR = 100
 
 
 @pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(datetime(2026, 11, 23, 14, 30, tzinfo=UTC))
+def clock() -> SimulatedClock:
+    return SimulatedClock(datetime(2026, 11, 23, 14, 30, tzinfo=UTC))
 
 
 @pytest.fixture
@@ -34,12 +34,12 @@ def store(runtime: LocalRuntime) -> DynamoAccountStore:
 
 
 @pytest.fixture
-def accounts(store: DynamoAccountStore, clock: FixedClock) -> AccountService:
+def accounts(store: DynamoAccountStore, clock: SimulatedClock) -> AccountService:
     return AccountService(store, clock)
 
 
 @pytest.fixture
-def configuration(store: DynamoAccountStore, clock: FixedClock) -> ConfigurationService:
+def configuration(store: DynamoAccountStore, clock: SimulatedClock) -> ConfigurationService:
     return ConfigurationService(store, clock)
 
 

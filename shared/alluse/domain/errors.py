@@ -49,3 +49,9 @@ class IllegalTransition(AllUseError):
 
 class InsufficientFunds(AllUseError):
     code = "INSUFFICIENT_FUNDS"
+
+
+class MarketDataGap(AllUseError):
+    """A bar, price or chain the caller needs does not exist (closed day, missing data, the future)."""
+
+    code = "MARKET_DATA_GAP"
