@@ -420,9 +420,9 @@ class PaperBroker:
                     self._settle(account, instrument, session, close)
             for working in account.orders.values():  # GTC orders on contracts that just expired
                 instrument = working.order.request.instrument
-                if not working.order.status.is_final and isinstance(instrument, OptionContract):
-                    if instrument.expiry <= session:
-                        self._finish(working, OrderStatus.CANCELLED, "contract expired")
+                expired = isinstance(instrument, OptionContract) and instrument.expiry <= session
+                if expired and not working.order.status.is_final:
+                    self._finish(working, OrderStatus.CANCELLED, "contract expired")
 
     def _settle(self, account: _Account, option: OptionContract, session: date, close: datetime) -> None:
         quantity = account.positions[option]
