@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TickRule(BaseModel):
@@ -19,14 +23,24 @@ class TickRule(BaseModel):
     )
     equity_tick_cents: int = Field(default=1, ge=1, le=100, description="Equity tick.")
 
-    def option_tick_cents(self, underlying: str, price_cents: int) -> int:
-        if underlying in self.penny_everywhere or price_cents < self.option_threshold_cents:
-            return self.option_small_tick_cents
-        return self.option_large_tick_cents
+    @model_validator(mode="after")
+    def _grid(self) -> Self:
+        small, large = self.option_small_tick_cents, self.option_large_tick_cents
+        if large % small or self.option_threshold_cents % large:
+            raise ValueError("the large tick must be a multiple of the small one and divide the threshold")
+        return self
 
-    def round_option(self, underlying: str, price_cents: float, *, up: bool) -> int:
-        """Nearest grid price at or above (`up`) / at or below the given price."""
-        tick = self.option_tick_cents(underlying, int(price_cents))
-        steps = price_cents / tick
-        whole = int(-(-steps // 1)) if up else int(steps // 1)
-        return max(whole * tick, 0)
+    def option_tick_cents(self, underlying: str, price_cents: int) -> int:
+        return int(self.option_ticks_cents(underlying, np.asarray([price_cents]))[0])
+
+    def option_ticks_cents(self, underlying: str, price_cents: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        """The tick at each price (vectorised, for whole chains)."""
+        large = self.option_small_tick_cents if underlying in self.penny_everywhere else self.option_large_tick_cents
+        ticks = np.where(price_cents >= self.option_threshold_cents, large, self.option_small_tick_cents)
+        return np.asarray(ticks, dtype=np.int64)
+
+    def round_options(self, underlying: str, price_cents: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Each price rounded to the nearest point of the option grid, in integer cents."""
+        on_small = np.rint(price_cents / self.option_small_tick_cents) * self.option_small_tick_cents
+        ticks = self.option_ticks_cents(underlying, on_small)
+        return np.asarray(np.rint(price_cents / ticks) * ticks, dtype=np.int64)
