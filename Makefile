@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ACCOUNTS ?= 100
 SEED ?= 7
 
-.PHONY: demo test lint fmt install clean synth layer
+.PHONY: demo test lint fmt install clean synth layer bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,17 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared functions tests infra app.py
-	$(VENV)/bin/ruff format --check shared functions tests infra app.py
+	$(VENV)/bin/ruff check shared functions tests bench infra app.py
+	$(VENV)/bin/ruff format --check shared functions tests bench infra app.py
 	$(VENV)/bin/mypy shared/alluse functions infra app.py
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff format shared functions tests infra app.py
-	$(VENV)/bin/ruff check --fix shared functions tests infra app.py
+	$(VENV)/bin/ruff format shared functions tests bench infra app.py
+	$(VENV)/bin/ruff check --fix shared functions tests bench infra app.py
+
+# Throughput figures (not timed tests): pricing, chains, paper broker, a simulated week.
+bench: $(STAMP)
+	$(PY) -m bench.market_bench
 
 # CloudFormation template into cdk.out/, offline; cdk-nag findings fail it.
 synth: $(STAMP)

@@ -1,6 +1,6 @@
 """Benchmark of the simulated market (prints figures; not a test).
 
-    python -m bench.market_bench
+    python -m bench.market_bench        (or: make bench)
 
 Sections are functions returning ``Result`` rows; ``main`` runs them and prints one table with
 PASS / FAIL against each target. To add a section (e.g. paper-broker round trips), write a
@@ -159,9 +159,15 @@ def _print_table(results: list[tuple[str, Result]]) -> None:
         )
 
 
+def _all_sections() -> list[tuple[str, Callable[[], list[Result]]]]:
+    from bench.broker_bench import bench_round_trips, bench_week  # imports Result from here
+
+    return [*SECTIONS, ("broker", bench_round_trips), ("week", bench_week)]
+
+
 def main() -> int:
     results: list[tuple[str, Result]] = []
-    for section, fn in SECTIONS:
+    for section, fn in _all_sections():
         results.extend((section, r) for r in fn())
     _print_table(results)
     failed = [r for _, r in results if r.verdict == "FAIL"]
