@@ -136,3 +136,16 @@ def test_demo_creates_a_fleet(tmp_path: Path, cli: Cli) -> None:
     assert "audit chains verified: 7/7 intact" in out
     listed = cli.ok("--state-dir", str(state), "accounts", "list")
     assert listed.count(" ACTIVE ") == 6 and listed.count("DU") >= 6
+
+
+def test_market_chain_and_bars(cli: Cli) -> None:
+    chain = cli.ok("market", "chain", "TSLA", "--at", "2026-12-03 10:00", "--strikes", "3")
+    assert "TSLA 2026-12-04" in chain and "Put bid" in chain and "Strike" in chain
+    assert len([line for line in chain.splitlines() if line.startswith("│")]) == 6
+    bars = cli.ok("market", "bars", "NVDA", "--through", "2026-12-02", "--days", "3")
+    assert "2026-12-02" in bars and "2026-11-30" in bars and "ATR-14" in bars
+    cli.refused(
+        "market", "chain", "TSLA", "--at", "2026-12-03 10:00", "--expiry", "2026-12-05", says="not a listed expiry"
+    )
+    cli.refused("market", "bars", "XYZ", "--through", "2026-12-02", says="XYZ")
+    cli.refused("market", "chain", "TSLA", "--at", "yesterday", says="at:")

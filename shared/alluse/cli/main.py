@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated
 
@@ -20,9 +21,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from alluse.adapters.local.runtime import LocalRuntime, default_state_dir
+from alluse.adapters.sim.calendar import NEW_YORK, NyseCalendar
+from alluse.adapters.sim.market import SimulatedMarket
 from alluse.application.accounts import AccountService, NewAccount
 from alluse.application.audit import AuditService
-from alluse.application.clock import SystemClock
+from alluse.application.clock import SimulatedClock, SystemClock
 from alluse.application.configuration import ConfigChange, ConfigurationService
 from alluse.application.fleet import create_fleet, plan_fleet
 from alluse.cli import views
@@ -30,7 +33,7 @@ from alluse.cli.reference import config_reference_markdown
 from alluse.domain.accounts import AccountStatus
 from alluse.domain.config import default_config, parse_assignments
 from alluse.domain.config_versions import GLOBAL_SCOPE
-from alluse.domain.errors import AllUseError
+from alluse.domain.errors import AllUseError, ValidationFailed
 from alluse.domain.fleet import summarize
 from alluse.domain.money import parse_dollars
 
@@ -40,7 +43,9 @@ config_app = typer.Typer(no_args_is_help=True, help="Show and change configurati
 audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the hash-chained audit trail.")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(config_app, name="config")
+market_app = typer.Typer(no_args_is_help=True, help="Look at the simulated market: bars and option chains.")
 app.add_typer(audit_app, name="audit")
+app.add_typer(market_app, name="market")
 
 # Piped output (CI logs, files) gets room for the wide tables instead of rich's 80-column default.
 _WIDTH = None if sys.stdout.isatty() else 150
@@ -73,19 +78,25 @@ def main(state_dir: StateDirOption = None) -> None:
 
 
 @contextmanager
-def _platform(state_dir: Path | None = None) -> Iterator[Platform]:
-    """The use cases over the local backend; a domain error becomes one clear line and exit code 1."""
+def _clear_errors() -> Iterator[None]:
+    """A domain error becomes one clear line on stderr and exit code 1, never a traceback."""
     try:
-        with LocalRuntime(state_dir or _State.state_dir) as runtime:
-            clock = SystemClock()
-            yield Platform(
-                AccountService(runtime.store, clock),
-                ConfigurationService(runtime.store, clock),
-                AuditService(runtime.store),
-            )
+        yield
     except AllUseError as error:
         err.print(f"[red]error:[/red] {views.describe_error(error)}", highlight=False)
         raise typer.Exit(1) from None
+
+
+@contextmanager
+def _platform(state_dir: Path | None = None) -> Iterator[Platform]:
+    """The use cases over the local backend."""
+    with _clear_errors(), LocalRuntime(state_dir or _State.state_dir) as runtime:
+        clock = SystemClock()
+        yield Platform(
+            AccountService(runtime.store, clock),
+            ConfigurationService(runtime.store, clock),
+            AuditService(runtime.store),
+        )
 
 
 def _actor(actor: str | None) -> str:
@@ -248,6 +259,76 @@ def audit_show(scope: Annotated[str, typer.Argument(help="Account id, or GLOBAL.
     """The audit trail of an account (or of global settings)."""
     with _platform() as p:
         out.print(views.audit_trail_table(p.audit.trail(scope)))
+
+
+# --- market ------------------------------------------------------------------------------------
+
+SeedOption = Annotated[int, typer.Option(help="Seed of the simulated market (same seed, same market).")]
+CsvOption = Annotated[
+    Path | None, typer.Option("--csv", help="Directory of <TICKER>.csv files to use instead of simulated bars.")
+]
+EpochOption = Annotated[str, typer.Option(help="First session the simulation starts from (the path depends on it).")]
+
+
+def _market(moment: datetime, seed: int, csv: Path | None, epoch: str) -> SimulatedMarket:
+    clock = SimulatedClock(moment)
+    if csv is not None:
+        return SimulatedMarket.from_csv(csv, clock)
+    calendar = NyseCalendar()
+    return SimulatedMarket.generated(_parse_day(epoch, "epoch"), calendar.last_session, clock, seed=seed)
+
+
+@market_app.command("bars")
+def market_bars(
+    ticker: str,
+    through: Annotated[str, typer.Option(help="Last session shown (YYYY-MM-DD).")],
+    days: Annotated[int, typer.Option(min=1, max=500, help="How many sessions to show.")] = 10,
+    atr_period: Annotated[int, typer.Option(min=2, max=100, help="ATR period (the protocol's default is 14).")] = 14,
+    seed: SeedOption = 7,
+    csv: CsvOption = None,
+    epoch: EpochOption = "2024-01-02",
+) -> None:
+    """Daily bars of a ticker with their ATR, as known after the close of `through`."""
+    with _clear_errors():
+        day = _parse_day(through, "through")
+        market = _market(datetime.combine(day, time(23, 59), tzinfo=NEW_YORK), seed, csv, epoch)
+        out.print(views.bars_table(market.daily_bars(ticker.upper(), through=day), days, atr_period))
+
+
+@market_app.command("chain")
+def market_chain(
+    ticker: str,
+    at: Annotated[str, typer.Option(help="Instant, America/New_York: 'YYYY-MM-DD HH:MM'.")],
+    expiry: Annotated[str | None, typer.Option(help="Expiry to show (default: the nearest).")] = None,
+    strikes: Annotated[int, typer.Option(min=1, max=100, help="Strikes shown on each side of the money.")] = 8,
+    seed: SeedOption = 7,
+    csv: CsvOption = None,
+    epoch: EpochOption = "2024-01-02",
+) -> None:
+    """One expiry of a ticker's option chain around the money: bid/ask, delta, IV, open interest."""
+    with _clear_errors():
+        moment = _parse_instant(at)
+        chain = _market(moment, seed, csv, epoch).chain(ticker.upper(), moment)
+        chosen = _parse_day(expiry, "expiry") if expiry else chain.expiries()[0]
+        if chosen not in chain.expiries():
+            listed = ", ".join(d.isoformat() for d in chain.expiries()[:8])
+            raise ValidationFailed(f"{chosen} is not a listed expiry (nearest: {listed}, ...)", field="expiry")
+        out.print(views.chain_table(chain, chosen, strikes))
+
+
+def _parse_day(text: str, field: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed(f"'{text}' is not a date (YYYY-MM-DD)", field=field) from None
+
+
+def _parse_instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed(f"'{text}' is not a time ('YYYY-MM-DD HH:MM', New York)", field="at") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=NEW_YORK)
 
 
 # --- main job ----------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
+import numpy as np
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
@@ -14,6 +16,9 @@ from alluse.domain.config import AllUseConfig, diff_paths, flatten
 from alluse.domain.config_versions import ConfigVersion
 from alluse.domain.errors import AllUseError, ValidationFailed
 from alluse.domain.fleet import FleetAllocation
+from alluse.domain.indicators import average_true_range
+from alluse.domain.instruments import OptionRight
+from alluse.domain.market import DailyBars, OptionChain
 from alluse.domain.money import format_cents
 from alluse.domain.sleeves import SLEEVE_ORDER
 
@@ -157,3 +162,51 @@ def audit_trail_table(records: Sequence[AuditRecord]) -> Table:
             str(r.seq), r.at.isoformat(timespec="seconds"), r.actor, r.action, str(dict(r.details)), r.hash[:12]
         )
     return table
+
+
+def bars_table(bars: DailyBars, days: int, atr_period: int) -> Table:
+    atr = average_true_range(bars.high, bars.low, bars.close, atr_period)
+    table = Table(title=f"{bars.ticker} daily bars (ATR-{atr_period})", title_justify="left")
+    for col in ("Session", "Open", "High", "Low", "Close", "Volume", f"ATR-{atr_period}"):
+        table.add_column(col, justify="left" if col == "Session" else "right")
+    for i in range(max(len(bars) - days, 0), len(bars)):
+        table.add_row(
+            str(bars.dates[i]),
+            *(f"{v[i]:,.2f}" for v in (bars.open, bars.high, bars.low, bars.close)),
+            f"{int(bars.volume[i]):,}",
+            "—" if np.isnan(atr[i]) else f"{atr[i]:.2f}",
+        )
+    return table
+
+
+def chain_table(chain: OptionChain, expiry: date, strikes: int) -> Table:
+    """Puts on the left, calls on the right, `strikes` rows each side of the spot."""
+    puts, calls = chain.rows(expiry, OptionRight.PUT), chain.rows(expiry, OptionRight.CALL)
+    by_strike = {int(chain.strike_cents[r]): r for r in calls}
+    centre = int(np.searchsorted(chain.strike_cents[puts], chain.spot * 100))
+    shown = puts[max(centre - strikes, 0) : centre + strikes]
+    title = f"{chain.underlying} {expiry} — spot {chain.spot:,.2f} at {chain.as_of:%Y-%m-%d %H:%M %Z}"
+    table = Table(title=title, title_justify="left")
+    for col in ("Put bid", "ask", "Δ", "IV", "OI", "Strike", "Call bid", "ask", "Δ", "IV", "OI"):
+        table.add_column(
+            col, justify="center" if col == "Strike" else "right", style="bold" if col == "Strike" else None
+        )
+    for p in shown:
+        strike = int(chain.strike_cents[p])
+        c = by_strike.get(strike)
+        table.add_row(
+            *_option_cells(chain, p),
+            format_cents(strike).lstrip("$"),
+            *(_option_cells(chain, c) if c is not None else [""] * 5),
+        )
+    return table
+
+
+def _option_cells(chain: OptionChain, row: int) -> list[str]:
+    return [
+        format_cents(int(chain.bid_cents[row])).lstrip("$"),
+        format_cents(int(chain.ask_cents[row])).lstrip("$"),
+        f"{chain.delta[row]:+.2f}",
+        f"{chain.iv[row]:.0%}",
+        f"{int(chain.open_interest[row]):,}",
+    ]
