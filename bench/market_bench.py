@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from alluse.adapters.sim.chains import ChainSettings, generate_chain, listed_expiries
+from alluse.domain.market import NEW_YORK
 from alluse.domain.pricing import bs_price_greeks
 
-NY = ZoneInfo("America/New_York")
+NY = NEW_YORK
 
 # Realistic spots and realised vols (late 2025 levels).
 TICKERS: dict[str, tuple[float, float]] = {

@@ -21,13 +21,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from alluse.adapters.local.runtime import LocalRuntime, default_state_dir
-from alluse.adapters.sim.calendar import NEW_YORK, NyseCalendar
-from alluse.adapters.sim.market import SimulatedMarket
 from alluse.application.accounts import AccountService, NewAccount
 from alluse.application.audit import AuditService
 from alluse.application.clock import SimulatedClock, SystemClock
 from alluse.application.configuration import ConfigChange, ConfigurationService
 from alluse.application.fleet import create_fleet, plan_fleet
+from alluse.application.market_ports import MarketData
 from alluse.cli import views
 from alluse.cli.reference import config_reference_markdown
 from alluse.domain.accounts import AccountStatus
@@ -35,6 +34,7 @@ from alluse.domain.config import default_config, parse_assignments
 from alluse.domain.config_versions import GLOBAL_SCOPE
 from alluse.domain.errors import AllUseError, ValidationFailed
 from alluse.domain.fleet import summarize
+from alluse.domain.market import NEW_YORK
 from alluse.domain.money import parse_dollars
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ALL-USE: weekly options-income protocol.")
@@ -270,7 +270,11 @@ CsvOption = Annotated[
 EpochOption = Annotated[str, typer.Option(help="First session the simulation starts from (the path depends on it).")]
 
 
-def _market(moment: datetime, seed: int, csv: Path | None, epoch: str) -> SimulatedMarket:
+def _market(moment: datetime, seed: int, csv: Path | None, epoch: str) -> MarketData:
+    # Imported here: the market stack (pandas, exchange_calendars) would slow every other command's start.
+    from alluse.adapters.sim.calendar import NyseCalendar
+    from alluse.adapters.sim.market import SimulatedMarket
+
     clock = SimulatedClock(moment)
     if csv is not None:
         return SimulatedMarket.from_csv(csv, clock)

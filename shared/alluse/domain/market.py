@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from alluse.domain.instruments import OptionContract, OptionRight
+
+NEW_YORK = ZoneInfo("America/New_York")  # the exchange's time zone: sessions, bars and expiries
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

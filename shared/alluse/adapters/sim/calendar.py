@@ -16,17 +16,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Final
-from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import numpy as np
 
 from alluse.domain.errors import MarketDataGap, ValidationFailed
-from alluse.domain.market import DateArray
+from alluse.domain.market import NEW_YORK, DateArray
 
 __all__ = ["DEFAULT_START", "NEW_YORK", "NyseCalendar", "default_end"]
 
-NEW_YORK: Final = ZoneInfo("America/New_York")
 DEFAULT_START: Final = date(2000, 1, 1)
 _LEAPS_YEARS_AHEAD = 4  # LEAPS reach ~3 years out; one more for margin.
 _REGULAR_CLOSE_MINUTE = 16 * 60

@@ -24,7 +24,6 @@ import zlib
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +32,7 @@ from scipy.special import ndtri
 
 from alluse.adapters.sim.volatility import VolSurfaceSettings, atm_vol, iv_surface
 from alluse.domain.errors import ValidationFailed
-from alluse.domain.market import OptionChain
+from alluse.domain.market import NEW_YORK, OptionChain
 from alluse.domain.pricing import bs_price_greeks
 from alluse.domain.ticks import TickRule
 
@@ -51,7 +50,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 DateArray = npt.NDArray[np.datetime64]
 
-NEW_YORK = ZoneInfo("America/New_York")
 EXPIRY_CLOSE = time(16, 0)
 _SECONDS_PER_YEAR = 365.0 * 86_400.0
 _U64 = np.uint64
