@@ -1,0 +1,257 @@
+"""Alerts and the gate every alert passes before it reaches a human (domain-spec B§9).
+
+`AlertGate.offer` decides, purely from its state, the alert and the time, whether an alert is delivered.
+The rules, checked in this order:
+
+1. De-duplication: an alert whose (account, dedupe key) was delivered or held within the dedupe window is
+   SUPPRESSED_DUPLICATE, unless it has a higher priority than that copy (an escalation is news). CRITICAL is
+   de-duplicated too: repeating an unacknowledged CRITICAL is escalation's job, not the gate's.
+2. Off hours (outside 09:30-16:00 ET on weekdays; 16:00 itself is off hours): an alert below
+   `off_hours_min_priority` is HELD_OFF_HOURS: kept in the gate's held queue (at most `queue_size`; when
+   full it is refused as CAPPED), never dropped silently. `release_held` offers them again once the session
+   is open, so caps and de-duplication apply at release.
+3. Hourly caps, per (account, type): a rolling window (default 3600 s) counting delivered alerts with
+   ``at - window < delivered_at <= at``. A rolling window cannot let 2 x cap through around a clock hour.
+   An alert over its cap is CAPPED (dropped). CRITICAL is never capped, but counts toward the cap.
+
+Caps count per account (global alerts, account None, form their own bucket): with hundreds of accounts,
+one noisy account must not silence another's breach alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from alluse.domain.config import SESSION_CLOSE, SESSION_OPEN, AlertsConfig
+from alluse.domain.errors import ValidationFailed
+from alluse.domain.market import NEW_YORK
+
+__all__ = [
+    "Alert",
+    "AlertGate",
+    "AlertGateRules",
+    "AlertType",
+    "Decision",
+    "GateOutcome",
+    "Priority",
+    "in_alert_hours",
+]
+
+
+class AlertGateRules(BaseModel):
+    """Gate settings config.py does not have yet (B§9 names no number for them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dedupe_window_seconds: int = Field(
+        default=3600, ge=1, le=7 * 86_400, description="Same dedupe key within this many seconds is suppressed."
+    )
+    cap_window_seconds: int = Field(
+        default=3600, ge=1, le=86_400, description="Rolling window of the hourly caps (B§9: one hour)."
+    )
+    compliance_cap: int = Field(default=5, ge=1, le=10_000, description="COMPLIANCE alerts per cap window.")
+    security_cap: int = Field(default=5, ge=1, le=10_000, description="SECURITY alerts per cap window.")
+    low_buffer_cap: int = Field(default=5, ge=1, le=10_000, description="LOW_BUFFER alerts per cap window.")
+
+
+_DEFAULT_RULES = AlertGateRules()
+
+
+class AlertType(StrEnum):
+    TRADE_OPPORTUNITY = "TRADE_OPPORTUNITY"
+    PROTOCOL_BREACH = "PROTOCOL_BREACH"
+    SYSTEM_STATUS = "SYSTEM_STATUS"
+    ACCOUNT_MANAGEMENT = "ACCOUNT_MANAGEMENT"
+    TECHNICAL_ALERT = "TECHNICAL_ALERT"
+    COMPLIANCE = "COMPLIANCE"
+    SECURITY = "SECURITY"
+    LOW_BUFFER = "LOW_BUFFER"
+
+
+class Priority(IntEnum):
+    LOW = 0
+    MEDIUM = 1  # L1, account events
+    HIGH = 2  # L2, trade opportunities
+    CRITICAL = 3  # L3, failures
+
+
+def _aware(at: datetime, field: str) -> datetime:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValidationFailed("time must carry a time zone", field=field)
+    return at
+
+
+@dataclass(frozen=True)
+class Alert:
+    type: AlertType
+    priority: Priority
+    account_id: str | None  # None = global (system, technical, security ...)
+    title: str
+    body: str
+    action_script: tuple[str, ...]  # ordered steps for the human (or the automation) to follow
+    dedupe_key: str  # alerts with the same key (per account) are the same news
+    at: datetime  # when it was raised
+
+    def __post_init__(self) -> None:
+        if not self.title.strip():
+            raise ValidationFailed("an alert needs a title", field="title")
+        if not self.dedupe_key.strip():
+            raise ValidationFailed("an alert needs a dedupe key", field="dedupe_key")
+        _aware(self.at, "at")
+
+
+class GateOutcome(StrEnum):
+    DELIVER = "DELIVER"
+    SUPPRESSED_DUPLICATE = "SUPPRESSED_DUPLICATE"
+    CAPPED = "CAPPED"
+    HELD_OFF_HOURS = "HELD_OFF_HOURS"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: GateOutcome
+    reason: str
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome is GateOutcome.DELIVER
+
+
+@dataclass(frozen=True)
+class _Seen:
+    account_id: str | None
+    dedupe_key: str
+    priority: Priority
+    at: datetime
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    account_id: str | None
+    type: AlertType
+    at: datetime
+
+
+def in_alert_hours(at: datetime, *, trading_day: bool | None = None) -> bool:
+    """Inside 09:30-16:00 ET (16:00 excluded). `trading_day` (from the exchange calendar) overrides the
+    weekday rule, so a holiday can count as off hours; None = Monday to Friday."""
+    local = _aware(at, "at").astimezone(NEW_YORK)
+    open_day = local.weekday() < 5 if trading_day is None else trading_day
+    return open_day and SESSION_OPEN <= local.time() < SESSION_CLOSE
+
+
+def _cap(alert_type: AlertType, config: AlertsConfig, rules: AlertGateRules) -> int:
+    caps = config.hourly_caps
+    return {
+        AlertType.PROTOCOL_BREACH: caps.protocol_breach,
+        AlertType.TRADE_OPPORTUNITY: caps.trade_opportunity,
+        AlertType.SYSTEM_STATUS: caps.system_status,
+        AlertType.ACCOUNT_MANAGEMENT: caps.account_management,
+        AlertType.TECHNICAL_ALERT: caps.technical_alert,
+        AlertType.COMPLIANCE: rules.compliance_cap,
+        AlertType.SECURITY: rules.security_cap,
+        AlertType.LOW_BUFFER: rules.low_buffer_cap,
+    }[alert_type]
+
+
+@dataclass(frozen=True)
+class AlertGate:
+    """What the gate remembers: recent copies (for de-duplication), recent deliveries (for caps) and the
+    alerts held for the next session. Never mutated; memory older than its window is pruned on every offer."""
+
+    seen: tuple[_Seen, ...] = ()
+    delivered: tuple[_Delivery, ...] = ()
+    held: tuple[Alert, ...] = ()
+
+    def offer(
+        self,
+        alert: Alert,
+        at: datetime,
+        config: AlertsConfig,
+        rules: AlertGateRules = _DEFAULT_RULES,
+        *,
+        trading_day: bool | None = None,
+    ) -> tuple[AlertGate, Decision]:
+        """Decide what happens to `alert` at `at`; returns the new gate and the decision with its reason."""
+        gate = self._pruned(_aware(at, "at"), rules)
+        duplicate = gate._duplicate_of(alert)
+        if duplicate is not None:
+            return gate, _suppressed(duplicate, rules)
+        if not in_alert_hours(at, trading_day=trading_day) and alert.priority < Priority[config.off_hours_min_priority]:
+            return gate._hold(alert, at, config)
+        return gate._capped_or_delivered(alert, at, config, rules)
+
+    def release_held(
+        self,
+        at: datetime,
+        config: AlertsConfig,
+        rules: AlertGateRules = _DEFAULT_RULES,
+        *,
+        trading_day: bool | None = None,
+    ) -> tuple[AlertGate, list[tuple[Alert, Decision]]]:
+        """Once the session is open, offer the held alerts again (highest priority first, then oldest)."""
+        if not self.held or not in_alert_hours(at, trading_day=trading_day):
+            return self, []
+        queue = sorted(self.held, key=lambda a: (-a.priority, a.at))
+        gate = replace(self, held=())
+        results: list[tuple[Alert, Decision]] = []
+        for alert in queue:
+            gate, decision = gate.offer(alert, at, config, rules, trading_day=trading_day)
+            results.append((alert, decision))
+        return gate, results
+
+    def _pruned(self, at: datetime, rules: AlertGateRules) -> AlertGate:
+        dedupe_from = at - timedelta(seconds=rules.dedupe_window_seconds)
+        caps_from = at - timedelta(seconds=rules.cap_window_seconds)
+        return replace(
+            self,
+            seen=tuple(s for s in self.seen if s.at > dedupe_from),
+            delivered=tuple(d for d in self.delivered if d.at > caps_from),
+        )
+
+    def _duplicate_of(self, alert: Alert) -> _Seen | None:
+        """A remembered (delivered or held) copy of the same news at the same or a higher priority."""
+        held = (_Seen(a.account_id, a.dedupe_key, a.priority, a.at) for a in self.held)
+        for seen in (*self.seen, *held):
+            same = seen.account_id == alert.account_id and seen.dedupe_key == alert.dedupe_key
+            if same and alert.priority <= seen.priority:
+                return seen
+        return None
+
+    def _hold(self, alert: Alert, at: datetime, config: AlertsConfig) -> tuple[AlertGate, Decision]:
+        if len(self.held) >= config.queue_size:
+            reason = f"off hours and the held queue is full ({config.queue_size} alerts): dropped"
+            return self, Decision(GateOutcome.CAPPED, reason)
+        reason = (
+            f"off hours ({at.astimezone(NEW_YORK):%a %H:%M} ET): {alert.priority.name} is below"
+            f" {config.off_hours_min_priority}; held for the next session"
+        )
+        return replace(self, held=(*self.held, alert)), Decision(GateOutcome.HELD_OFF_HOURS, reason)
+
+    def _capped_or_delivered(
+        self, alert: Alert, at: datetime, config: AlertsConfig, rules: AlertGateRules
+    ) -> tuple[AlertGate, Decision]:
+        cap = _cap(alert.type, config, rules)
+        used = sum(1 for d in self.delivered if d.account_id == alert.account_id and d.type is alert.type)
+        window = f"{used} {alert.type.value} in the last {rules.cap_window_seconds} s, cap {cap}"
+        if used >= cap and alert.priority < Priority.CRITICAL:
+            return self, Decision(GateOutcome.CAPPED, f"{window}: dropped")
+        reason = f"{window}: CRITICAL is never capped" if used >= cap else window
+        delivered = replace(
+            self,
+            seen=(*self.seen, _Seen(alert.account_id, alert.dedupe_key, alert.priority, at)),
+            delivered=(*self.delivered, _Delivery(alert.account_id, alert.type, at)),
+        )
+        return delivered, Decision(GateOutcome.DELIVER, reason)
+
+
+def _suppressed(copy: _Seen, rules: AlertGateRules) -> Decision:
+    reason = (
+        f"duplicate of '{copy.dedupe_key}' ({copy.priority.name}) at {copy.at.isoformat()},"
+        f" within {rules.dedupe_window_seconds} s"
+    )
+    return Decision(GateOutcome.SUPPRESSED_DUPLICATE, reason)
