@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alluse.application.broker_port import BrokerOrder, Execution, OrderRequest, OrderStatus, OrderType, Side
+from alluse.domain.brokerage import BrokerOrder, Execution, OrderRequest, OrderStatus, OrderType, Side
 from alluse.domain.config import OrdersConfig
 from alluse.domain.errors import IllegalTransition, ValidationFailed
 from alluse.domain.instruments import Equity, Instrument

@@ -31,8 +31,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Literal, TypeVar
 
-from alluse.application.broker_port import Side
 from alluse.domain.accounts import AccountStatus
+from alluse.domain.brokerage import Side
 from alluse.domain.config import AllUseConfig, CircuitBreakersConfig, DeltaBand, RiskConfig
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
 from alluse.domain.market import OptionQuote

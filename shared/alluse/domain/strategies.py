@@ -39,7 +39,7 @@ from enum import StrEnum
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from alluse.application.broker_port import Side
+from alluse.domain.brokerage import Side
 from alluse.domain.config import (
     AllUseConfig,
     CoveredCallSettings,
