@@ -216,3 +216,24 @@ def test_state_persists_between_runtimes(tmp_path) -> None:  # type: ignore[no-u
         assert AuditService(rt.store).verify(created.account_id).ok
         with pytest.raises(Conflict):  # the brokerage claim survived too
             AccountService(rt.store, SystemClock()).create(new_account(brokerage_id="DU8000008"), actor="t")
+
+
+def test_sleeve_positions_and_pnl_survive_the_store(accounts: AccountService, store: DynamoAccountStore) -> None:
+    from datetime import UTC, date, datetime
+
+    from alluse.domain.brokerage import Execution, Settlement, SettlementKind, Side
+    from alluse.domain.instruments import OptionContract, OptionRight
+    from alluse.domain.ledger import book_execution, book_settlement
+    from alluse.domain.sleeves import SleeveKind
+
+    now = datetime(2026, 12, 3, 15, tzinfo=UTC)
+    put = OptionContract("TSLA", date(2026, 12, 4), 24_000, OptionRight.PUT)
+    account = accounts.create(new_account(brokerage_id="DU9000009"), actor="t")
+    traded = book_execution(account, SleeveKind.GEN, Execution("E1", "P1", "r", put, Side.SELL, 2, 310, 130, now))
+    with pytest.raises(Conflict):  # a settlement the sleeves do not hold is refused
+        book_settlement(traded, Settlement(SettlementKind.ASSIGNED, put, -5, 500, -12_000_000, 23_000, now))
+    traded = book_settlement(traded, Settlement(SettlementKind.ASSIGNED, put, -2, 200, -4_800_000, 23_000, now))
+    assert traded.sleeve(SleeveKind.GEN).costs  # shares with their basis
+    stored = store.commit(AccountChange(account=traded, audit=[]))
+    assert store.get(account.account_id) == stored
+    assert store.get(account.account_id).sleeve(SleeveKind.GEN).positions == traded.sleeve(SleeveKind.GEN).positions

@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from alluse.domain.errors import Conflict, IllegalTransition, InsufficientFunds, ValidationFailed
+from alluse.domain.instruments import Instrument, OptionContract, OptionRight
 from alluse.domain.money import format_cents, fraction_of, require_positive, split_by_weights
 from alluse.domain.sleeves import SLEEVE_ORDER, SleeveKind
 
@@ -59,16 +60,37 @@ class MovementKind(StrEnum):
 
 @dataclass(frozen=True)
 class SleeveBalance:
-    """A sleeve's sub-ledger of cash. The buffer is part of the cash and is never deployed."""
+    """A sleeve's sub-ledger (A2): its cash, buffer and positions inside the one brokerage account.
+
+    The buffer is part of the cash and is never deployed; cash securing short puts is not free either.
+    Bookings (fills, expiries) are `alluse.domain.ledger`'s.
+    """
 
     kind: SleeveKind
     cash_cents: int = 0
     buffer_cents: int = 0
     contributed_cents: int = 0  # net capital put into this sleeve (deposits - withdrawals)
+    positions: Mapping[Instrument, int] = field(default_factory=dict)  # signed: negative = short
+    costs: Mapping[Instrument, int] = field(default_factory=dict)  # signed cents paid for what is still open
+    realized_cents: int = 0  # realised P&L before commissions (average cost; tax lots are FIFO elsewhere)
+    premium_cents: int = 0  # gross premium received for options sold to open
+    commission_cents: int = 0
+
+    @property
+    def collateral_cents(self) -> int:
+        """Cash securing the sleeve's short puts (strike × 100 × contracts)."""
+        return sum(
+            i.strike_cents * i.multiplier * -q
+            for i, q in self.positions.items()
+            if isinstance(i, OptionContract) and i.right is OptionRight.PUT and q < 0
+        )
 
     @property
     def free_cents(self) -> int:
-        return self.cash_cents - self.buffer_cents
+        return self.cash_cents - self.buffer_cents - self.collateral_cents
+
+    def quantity(self, instrument: Instrument) -> int:
+        return self.positions.get(instrument, 0)
 
 
 @dataclass(frozen=True)

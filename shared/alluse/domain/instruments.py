@@ -73,3 +73,8 @@ class OptionContract:
 
 
 Instrument = Equity | OptionContract
+
+
+def instrument_from_symbol(symbol: str) -> Instrument:
+    """An OCC option symbol, or else an equity ticker (how positions are keyed when stored)."""
+    return OptionContract.from_symbol(symbol) if _OCC.fullmatch(symbol.strip().upper()) else Equity(symbol)

@@ -37,6 +37,7 @@ from alluse.domain.accounts import (
 from alluse.domain.audit import AuditRecord
 from alluse.domain.config_versions import ConfigVersion
 from alluse.domain.errors import Conflict, NotFound
+from alluse.domain.instruments import instrument_from_symbol
 from alluse.domain.sleeves import SleeveKind
 
 
@@ -189,14 +190,7 @@ def _account_to_item(a: Account) -> AccountItem:
         parent_id=a.parent_id,
         lineage_id=a.lineage_id,
         created_at=_iso(a.created_at),
-        sleeves={
-            k.value: {
-                "cash_cents": s.cash_cents,
-                "buffer_cents": s.buffer_cents,
-                "contributed_cents": s.contributed_cents,
-            }
-            for k, s in a.sleeves.items()
-        },
+        sleeves={k.value: _sleeve_to_json(s) for k, s in a.sleeves.items()},
         movements=a.movements,
         audit_seq=a.audit_head.seq,
         audit_hash=a.audit_head.hash,
@@ -207,10 +201,7 @@ def _account_to_item(a: Account) -> AccountItem:
 
 
 def _account_from_item(i: AccountItem) -> Account:
-    sleeves = {
-        SleeveKind(k): SleeveBalance(kind=SleeveKind(k), **{f: int(v) for f, v in s.items()})
-        for k, s in i.sleeves.items()
-    }
+    sleeves = {SleeveKind(k): _sleeve_from_json(SleeveKind(k), s) for k, s in i.sleeves.items()}
     return Account(
         account_id=i.accounts_sk,
         name=i.name,
@@ -223,6 +214,34 @@ def _account_from_item(i: AccountItem) -> Account:
         movements=int(i.movements),
         audit_head=ChainHead(int(i.audit_seq), i.audit_hash),
         version=i.version,
+    )
+
+
+def _sleeve_to_json(s: SleeveBalance) -> dict[str, object]:
+    """Integers only (cents, quantities); positions keyed by symbol (ticker or OCC)."""
+    return {
+        "cash_cents": s.cash_cents,
+        "buffer_cents": s.buffer_cents,
+        "contributed_cents": s.contributed_cents,
+        "positions": {i.symbol: q for i, q in s.positions.items()},
+        "costs": {i.symbol: c for i, c in s.costs.items()},
+        "realized_cents": s.realized_cents,
+        "premium_cents": s.premium_cents,
+        "commission_cents": s.commission_cents,
+    }
+
+
+def _sleeve_from_json(kind: SleeveKind, data: dict[str, Any]) -> SleeveBalance:
+    return SleeveBalance(
+        kind=kind,
+        cash_cents=int(data["cash_cents"]),
+        buffer_cents=int(data["buffer_cents"]),
+        contributed_cents=int(data["contributed_cents"]),
+        positions={instrument_from_symbol(sym): int(q) for sym, q in data.get("positions", {}).items()},
+        costs={instrument_from_symbol(sym): int(c) for sym, c in data.get("costs", {}).items()},
+        realized_cents=int(data.get("realized_cents", 0)),
+        premium_cents=int(data.get("premium_cents", 0)),
+        commission_cents=int(data.get("commission_cents", 0)),
     )
 
 
