@@ -15,4 +15,5 @@ else
   python3 -m pip install -q --target "$out/python" -r "$out/requirements.txt" ./shared --no-deps
   python3 -m pip install -q --target "$out/python" -r "$out/requirements.txt"
 fi
+rm -rf shared/build  # setuptools leaves its build tree behind
 echo "layer built in $out/python ($(du -sh "$out/python" | cut -f1))"
