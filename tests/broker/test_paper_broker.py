@@ -21,6 +21,7 @@ from alluse.application.broker_port import (
     TimeInForce,
 )
 from alluse.application.clock import SimulatedClock
+from alluse.domain.config import effective_config
 from alluse.domain.errors import Conflict, NotFound
 from alluse.domain.instruments import Equity, OptionContract, OptionRight
 from tests.fakes import FakeCalendar, FakeMarket, ny
@@ -64,6 +65,15 @@ class World:
 @pytest.fixture
 def world() -> World:
     return World()
+
+
+def test_settings_from_config_take_commission_and_grid_from_the_configuration() -> None:
+    cfg = effective_config({"orders": {"commission_per_contract": "0.50"}, "ticks": {"option_large_tick_cents": 10}})
+    paper = PaperBrokerSettings.from_config(cfg, slippage_ticks=1)
+    assert paper.option_commission_per_contract == Decimal("0.50")
+    assert paper.option_commission_min == cfg.orders.commission_min_per_order
+    assert paper.ticks == cfg.ticks and paper.ticks.option_large_tick_cents == 10
+    assert paper.slippage_ticks == 1
 
 
 def test_accounts_are_one_per_brokerage_id(world: World) -> None:

@@ -6,7 +6,6 @@ from pydantic import ValidationError
 from alluse.domain.alerts import (
     Alert,
     AlertGate,
-    AlertGateRules,
     AlertType,
     Decision,
     GateOutcome,
@@ -82,10 +81,10 @@ def test_caps_count_per_account_and_per_type() -> None:
     assert other_account.outcome is DELIVER and other_type.outcome is DELIVER
 
 
-def test_extra_types_use_the_gate_rules() -> None:
-    rules = AlertGateRules(low_buffer_cap=1)
-    gate, first = AlertGate().offer(alert("x", type=AlertType.LOW_BUFFER), OPEN, CFG, rules)
-    _, second = gate.offer(alert("y", type=AlertType.LOW_BUFFER), OPEN, CFG, rules)
+def test_extra_types_use_their_configured_caps() -> None:
+    cfg = AlertsConfig(hourly_caps=AlertCaps(low_buffer=1))
+    gate, first = AlertGate().offer(alert("x", type=AlertType.LOW_BUFFER), OPEN, cfg)
+    _, second = gate.offer(alert("y", type=AlertType.LOW_BUFFER), OPEN, cfg)
     assert (first.outcome, second.outcome) == (DELIVER, CAPPED)
 
 
@@ -104,6 +103,17 @@ def test_duplicates_are_suppressed_within_the_window() -> None:
     assert lower.outcome is DUP
     _, after = gate.offer(alert("tsla-l2"), OPEN + timedelta(hours=1), CFG)
     assert after.outcome is DELIVER  # the window is measured from the delivered copy
+
+
+def test_windows_come_from_config() -> None:
+    cfg = AlertsConfig(dedupe_window_seconds=600, cap_window_seconds=600, hourly_caps=AlertCaps(protocol_breach=1))
+    gate, _ = AlertGate().offer(alert("tsla-l2"), OPEN, cfg)
+    gate, capped = gate.offer(alert("nvda-l2"), OPEN + timedelta(minutes=9), cfg)
+    assert capped.outcome is CAPPED and "in the last 600 s" in capped.reason
+    _, again = gate.offer(alert("tsla-l2"), OPEN + timedelta(minutes=9), cfg)
+    assert again.outcome is DUP and "within 600 s" in again.reason
+    gate, later = gate.offer(alert("tsla-l2"), OPEN + timedelta(minutes=10), cfg)
+    assert later.outcome is DELIVER  # both windows have passed
 
 
 def test_same_key_on_another_account_is_not_a_duplicate() -> None:
@@ -213,6 +223,6 @@ def test_alert_and_gate_need_aware_times() -> None:
         alert(" ")
 
 
-def test_gate_rules_refuse_unknown_keys() -> None:
+def test_alert_settings_refuse_unknown_keys() -> None:
     with pytest.raises(ValidationError):
-        AlertGateRules(dedupe_window=5)  # type: ignore[call-arg]
+        AlertsConfig(dedupe_window=5)  # type: ignore[call-arg]

@@ -17,8 +17,6 @@ from alluse.domain.atr_protocol import (
     AtrLevel,
     PositionKind,
     ProtectedPosition,
-    RollSettings,
-    RollWindow,
     SleevePause,
     adverse_move,
     atr_level,
@@ -32,7 +30,7 @@ from alluse.domain.atr_protocol import (
     roll_terms,
     sleeve_pauses,
 )
-from alluse.domain.config import AllUseConfig, AtrProtocolConfig, default_config, effective_config
+from alluse.domain.config import AllUseConfig, AtrProtocolConfig, RollWindow, default_config, effective_config
 from alluse.domain.errors import MarketDataGap, ValidationFailed
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.market import OptionChain
@@ -243,6 +241,12 @@ def test_change_carries_priority_action_and_multiple(
     assert (change.plan.level, change.plan.action, change.plan.automatic) == (level, action, automatic)
 
 
+def test_priorities_come_from_config() -> None:
+    louder = config_with(priorities={"l1": "HIGH", "l2": "CRITICAL"})
+    [l1], [l2] = scan([position()], 97.5, louder), scan([position()], 95.0, louder)
+    assert (l1.priority, l2.priority) == ("HIGH", "CRITICAL")
+
+
 def test_a_jump_is_one_change() -> None:
     [change] = scan([position()], 80.0)
     assert (change.from_level, change.to_level) == (AtrLevel.L0, AtrLevel.L3)
@@ -433,8 +437,8 @@ def test_roll_terms_come_from_the_sleeve() -> None:
     assert roll_terms(SleeveKind.GEN, CALL, CONFIG).delta_band == (Decimal("0.40"), Decimal("0.50"))
     red = roll_terms(SleeveKind.GEN, PUT, CONFIG, delta_shift=CONFIG.week_mode.red_delta_shift)
     assert red.delta_band == (Decimal("0.35"), Decimal("0.45"))
-    custom = RollSettings(rev=RollWindow(min_days=5, max_days=9), require_net_credit=False)
-    assert roll_terms(SleeveKind.REV, PUT, CONFIG, roll=custom).max_extension_days == 9
+    custom = config_with(roll={"rev": {"min_days": 5, "max_days": 9}, "require_net_credit": False})
+    assert roll_terms(SleeveKind.REV, PUT, custom).max_extension_days == 9
     with pytest.raises(ValidationFailed):
         roll_terms(SleeveKind.STARLAB, PUT, CONFIG)
     with pytest.raises(ValueError, match="min_days"):
@@ -445,12 +449,12 @@ def test_plan_roll_uses_the_sleeve_rules() -> None:
     chain = chain_of([CURRENT_PUT, (MON, 95_00, PUT, 340, 350, -0.35), (NEXT_FRI, 95_00, PUT, 500, 510, -0.35)])
     plan = plan_roll(position(), chain, TODAY, CONFIG)
     assert plan is not None and plan.open_contract.expiry == MON  # Rev: +3–4 days only
-    wide = RollSettings(rev=RollWindow(min_days=1, max_days=7))
-    wider = plan_roll(position(), chain, TODAY, CONFIG, roll=wide)
+    wide = config_with(roll={"rev": {"min_days": 1, "max_days": 7}})
+    wider = plan_roll(position(), chain, TODAY, wide)
     assert wider is not None and wider.open_contract.expiry == NEXT_FRI
 
 
 def test_l2_plan_names_the_debit_limit_when_debits_are_allowed() -> None:
-    roll = RollSettings(require_net_credit=False)
-    [change] = evaluate([position()], {"AAPL": 95.0}, {"AAPL": 2.5}, AT, CONFIG, roll=roll)
+    debits = config_with(roll={"require_net_credit": False})
+    [change] = evaluate([position()], {"AAPL": 95.0}, {"AAPL": 2.5}, AT, debits)
     assert "or a net debit of at most 50% of the original credit $1,000.00" in change.plan.steps[0]

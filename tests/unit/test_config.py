@@ -94,11 +94,20 @@ def test_defaults_match_the_spec() -> None:
         D("-0.10"),
     )
     assert (cfg.week_mode.guess_day, cfg.week_mode.guess_time) == (Weekday.MON, time(9, 45))
+    assert cfg.week_mode.high_vol_factor == D(1)
+    types = cfg.week_types
+    assert (types.flat_band, types.assignment_limit, types.strong_call_away) == (D("0.01"), D("0.05"), D("0.05"))
+    assert (types.recovery_threshold, types.deep_drawdown) == (D("0.10"), D("0.15"))
     assert cfg.atr_protocol.atr_period == 14
     assert cfg.atr_protocol.reference == "entry"
     assert (cfg.atr_protocol.l1, cfg.atr_protocol.l2, cfg.atr_protocol.l3) == (D(1), D(2), D(3))
     assert cfg.atr_protocol.scan_interval_minutes == 15
     assert cfg.atr_protocol.auto_action.l3.action == "close"
+    roll = cfg.atr_protocol.roll
+    assert [(w.min_days, w.max_days) for w in (roll.gen, roll.rev, roll.com)] == [(1, 7), (3, 4), (1, 7)]
+    assert roll.require_net_credit is True
+    prio = cfg.atr_protocol.priorities
+    assert (prio.l0, prio.l1, prio.l2, prio.l3) == ("LOW", "MEDIUM", "HIGH", "CRITICAL")
     assert cfg.circuit_breakers.consecutive_losses == 3
     assert cfg.circuit_breakers.daily_drawdown_pct == D("0.05")
     assert cfg.circuit_breakers.simultaneous_breaches == 2
@@ -114,6 +123,10 @@ def test_defaults_match_the_spec() -> None:
     assert cfg.orders.reprice_after_seconds == 3
     assert cfg.orders.commission_per_contract == D("0.65")
     assert cfg.orders.tif == "DAY"
+    assert (cfg.orders.reprice_step_ticks, cfg.orders.max_submit_attempts) == (1, 3)
+    assert (cfg.ticks.option_small_tick_cents, cfg.ticks.option_large_tick_cents) == (1, 5)
+    assert (cfg.ticks.option_threshold_cents, cfg.ticks.equity_tick_cents) == (300, 1)
+    assert cfg.ticks.penny_everywhere == frozenset({"SPY", "QQQ", "IWM"})
     assert cfg.lifecycle.gen_fork_threshold == D(50000)
     assert cfg.lifecycle.rev_fork_threshold == D(500000)
     assert cfg.lifecycle.merge_threshold == D(500000)
@@ -128,6 +141,9 @@ def test_defaults_match_the_spec() -> None:
     assert cfg.alerts.hourly_caps.protocol_breach == 5
     assert cfg.alerts.hourly_caps.system_status == 3
     assert cfg.alerts.queue_size == 1000
+    assert (cfg.alerts.hourly_caps.compliance, cfg.alerts.hourly_caps.security) == (5, 5)
+    assert cfg.alerts.hourly_caps.low_buffer == 5
+    assert (cfg.alerts.dedupe_window_seconds, cfg.alerts.cap_window_seconds) == (3600, 3600)
     assert cfg.market_data.watchlist == ["SPY", "QQQ", "DIA", "IWM"]
     assert cfg.market_data.daily_pull_time == time(16, 30)
     assert (cfg.broker.host, cfg.broker.port, cfg.broker.client_id, cfg.broker.mode) == ("127.0.0.1", 7496, 1, "paper")
@@ -273,6 +289,105 @@ def test_invalid_settings_are_refused_with_the_dotted_path(layer: dict[str, Any]
     assert err.problems[0].startswith(f"{path}: ")
     assert text in err.problems[0]
     assert "Value error" not in err.message
+
+
+# Settings that used to live in the domain modules (week, alerts, atr_protocol, orders, strategies):
+# each is real configuration now, overridable like any other and bounds-checked.
+MOVED_SETTINGS: list[tuple[str, str, Any]] = [
+    ("week_mode.high_vol_factor", "2", D(2)),
+    ("week_types.flat_band", "0.02", D("0.02")),
+    ("week_types.assignment_limit", "0.08", D("0.08")),
+    ("week_types.strong_call_away", "0.07", D("0.07")),
+    ("week_types.recovery_threshold", "0.12", D("0.12")),
+    ("week_types.deep_drawdown", "0.25", D("0.25")),
+    ("alerts.dedupe_window_seconds", "600", 600),
+    ("alerts.cap_window_seconds", "900", 900),
+    ("alerts.hourly_caps.compliance", "7", 7),
+    ("alerts.hourly_caps.security", "8", 8),
+    ("alerts.hourly_caps.low_buffer", "1", 1),
+    ("atr_protocol.roll.gen.min_days", "2", 2),
+    ("atr_protocol.roll.gen.max_days", "14", 14),
+    ("atr_protocol.roll.rev.min_days", "1", 1),
+    ("atr_protocol.roll.rev.max_days", "9", 9),
+    ("atr_protocol.roll.com.min_days", "3", 3),
+    ("atr_protocol.roll.com.max_days", "10", 10),
+    ("atr_protocol.roll.require_net_credit", "false", False),
+    ("atr_protocol.priorities.l0", "MEDIUM", "MEDIUM"),
+    ("atr_protocol.priorities.l1", "HIGH", "HIGH"),
+    ("atr_protocol.priorities.l2", "CRITICAL", "CRITICAL"),
+    ("atr_protocol.priorities.l3", "HIGH", "HIGH"),
+    ("orders.reprice_step_ticks", "2", 2),
+    ("orders.max_submit_attempts", "5", 5),
+    ("ticks.option_small_tick_cents", "5", 5),
+    ("ticks.option_large_tick_cents", "10", 10),
+    ("ticks.option_threshold_cents", "500", 500),
+    ("ticks.penny_everywhere", '["SPY"]', frozenset({"SPY"})),
+    ("ticks.equity_tick_cents", "5", 5),
+]
+
+
+def _at_path(config: BaseModel, path: str) -> Any:
+    value: Any = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _nested(path: str, value: Any) -> dict[str, Any]:
+    node: Any = value
+    for part in reversed(path.split(".")):
+        node = {part: node}
+    return dict(node)
+
+
+@pytest.mark.parametrize(("path", "raw", "expected"), MOVED_SETTINGS, ids=[m[0] for m in MOVED_SETTINGS])
+def test_moved_settings_are_overridable_globally_and_per_account(path: str, raw: str, expected: Any) -> None:
+    assert _at_path(default_config(), path) != expected
+    overridden = effective_config(parse_assignments([f"{path}={raw}"]))  # as `alluse config set` does
+    assert _at_path(overridden, path) == expected
+    assert diff_paths(default_config(), overridden) == {path}
+    account = effective_config({}, _nested(path, expected))  # the account layer wins over the global one
+    assert _at_path(account, path) == expected
+    assert path in dict(flatten(account))
+
+
+@pytest.mark.parametrize(
+    ("layer", "path", "text"),
+    [
+        ({"week_mode": {"high_vol_factor": "0"}}, "week_mode.high_vol_factor", "greater than 0"),
+        ({"week_mode": {"high_vol_factor": "10.5"}}, "week_mode.high_vol_factor", "less than or equal to 10"),
+        ({"week_types": {"flat_band": "0"}}, "week_types.flat_band", "greater than 0"),
+        ({"week_types": {"deep_drawdown": "1"}}, "week_types.deep_drawdown", "less than 1"),
+        ({"week_types": {"strong_call_away": "-0.05"}}, "week_types.strong_call_away", "greater than 0"),
+        ({"week_types": {"assignment_limit": "0.20"}}, "week_types", "thresholds must increase"),
+        ({"week_types": {"recovery_threshold": "0.04"}}, "week_types", "thresholds must increase"),
+        ({"alerts": {"dedupe_window_seconds": 0}}, "alerts.dedupe_window_seconds", "greater than or equal to 1"),
+        ({"alerts": {"dedupe_window_seconds": 604_801}}, "alerts.dedupe_window_seconds", "less than or equal"),
+        ({"alerts": {"cap_window_seconds": 86_401}}, "alerts.cap_window_seconds", "less than or equal to 86400"),
+        ({"alerts": {"hourly_caps": {"compliance": 0}}}, "alerts.hourly_caps.compliance", "greater than or equal"),
+        ({"alerts": {"hourly_caps": {"security": 10_001}}}, "alerts.hourly_caps.security", "less than or equal"),
+        ({"alerts": {"hourly_caps": {"low_buffer": 0}}}, "alerts.hourly_caps.low_buffer", "greater than or equal"),
+        ({"atr_protocol": {"roll": {"rev": {"min_days": 5}}}}, "atr_protocol.roll.rev", "min_days 5 is above"),
+        ({"atr_protocol": {"roll": {"gen": {"min_days": 0}}}}, "atr_protocol.roll.gen.min_days", "greater than"),
+        ({"atr_protocol": {"roll": {"com": {"max_days": 367}}}}, "atr_protocol.roll.com.max_days", "less than"),
+        ({"atr_protocol": {"roll": {"require_net_credit": "maybe"}}}, "atr_protocol.roll.require_net_credit", "bool"),
+        ({"atr_protocol": {"priorities": {"l3": "URGENT"}}}, "atr_protocol.priorities.l3", "Input should be"),
+        ({"orders": {"reprice_step_ticks": 0}}, "orders.reprice_step_ticks", "greater than or equal to 1"),
+        ({"orders": {"reprice_step_ticks": 101}}, "orders.reprice_step_ticks", "less than or equal to 100"),
+        ({"orders": {"max_submit_attempts": 0}}, "orders.max_submit_attempts", "greater than or equal to 1"),
+        ({"ticks": {"option_small_tick_cents": 0}}, "ticks.option_small_tick_cents", "greater than or equal"),
+        ({"ticks": {"option_large_tick_cents": 101}}, "ticks.option_large_tick_cents", "less than or equal"),
+        ({"ticks": {"option_threshold_cents": 0}}, "ticks.option_threshold_cents", "greater than or equal"),
+        ({"ticks": {"option_large_tick_cents": 7}}, "ticks", "the large tick must be a multiple"),
+        ({"ticks": {"equity_tick_cents": 0}}, "ticks.equity_tick_cents", "greater than or equal"),
+    ],
+)
+def test_moved_settings_are_bounds_checked(layer: dict[str, Any], path: str, text: str) -> None:
+    for layers in ((layer,), ({}, layer)):  # refused in the global layer and in an account layer alike
+        err = _refused(*layers)
+        assert err.field == path, err.problems
+        assert err.problems[0].startswith(f"{path}: ")
+        assert text in err.problems[0], err.problems
 
 
 def test_unknown_keys_are_refused_naming_the_dotted_path() -> None:

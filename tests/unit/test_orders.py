@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from alluse.adapters.paper.broker import PaperBroker, PaperBrokerSettings
 from alluse.application.broker_port import BrokerOrder, Execution, OrderRequest, OrderStatus, OrderType, Side
 from alluse.application.clock import SimulatedClock
-from alluse.domain.config import default_config
+from alluse.domain.config import OrdersConfig, default_config
 from alluse.domain.errors import IllegalTransition, ValidationFailed
 from alluse.domain.instruments import Equity, OptionContract, OptionRight
 from alluse.domain.orders import (
@@ -26,7 +26,6 @@ from alluse.domain.orders import (
     Cancel,
     ManagedOrder,
     OrderState,
-    OrderWorkingSettings,
     Quote,
     Resubmit,
     apply_broker_order,
@@ -53,7 +52,6 @@ from alluse.domain.orders import (
     with_version,
 )
 from alluse.domain.sleeves import SleeveKind
-from alluse.domain.ticks import TickRule
 from tests.fakes import FakeCalendar, FakeMarket, ny
 
 S = OrderState
@@ -62,7 +60,7 @@ WEEK = date(2026, 11, 30)
 PUT = OptionContract("TSLA", date(2026, 12, 4), 25_000, OptionRight.PUT)
 SPY_PUT = OptionContract("SPY", date(2026, 12, 4), 60_000, OptionRight.PUT)
 SHARES = Equity("TSLA")
-RULE = TickRule()
+RULE = default_config().ticks
 ORDERS = default_config().orders
 GEN = SleeveKind.GEN
 BROKERAGE = "DU1000001"
@@ -353,18 +351,18 @@ def test_reprice_stops_at_the_touch_when_it_comes_first() -> None:
 
 def test_reprice_step_is_configurable() -> None:
     quote = Quote(280, 320)
-    two = OrderWorkingSettings(reprice_step_ticks=2)
-    assert next_limit(300, Side.SELL, quote, quote.mid, RULE, PUT, ORDERS, two) == 298
+    two = OrdersConfig(reprice_step_ticks=2)
+    assert next_limit(300, Side.SELL, quote, quote.mid, RULE, PUT, two) == 298
 
 
 @settings(max_examples=200)
 @given(_quotes, _quotes, st.sampled_from(Side), st.integers(1, 5))
 def test_repricing_never_passes_the_touch_or_the_concession(start: Quote, now: Quote, side: Side, step: int) -> None:
-    working = OrderWorkingSettings(reprice_step_ticks=step)
+    working = OrdersConfig(reprice_step_ticks=step)
     bound = concession_bound(start.mid, side, RULE, PUT, Fraction(ORDERS.max_price_concession_pct))
     limit = initial_limit(start, side, RULE, PUT)
     for _ in range(2_000):
-        moved = next_limit(limit, side, now, start.mid, RULE, PUT, ORDERS, working)
+        moved = next_limit(limit, side, now, start.mid, RULE, PUT, working)
         if moved is None:
             break
         assert is_on_grid(RULE, PUT, moved)
@@ -435,7 +433,7 @@ def test_large_option_orders_are_sliced_into_child_intents() -> None:
 
 def test_crash_between_placement_and_acknowledgement_adopts_not_resubmits() -> None:
     order = in_state(S.SUBMITTING)
-    result = reconcile([order], [at_broker(order, OrderStatus.SUBMITTED, broker_id="P-77")], [], NOW)
+    result = reconcile([order], [at_broker(order, OrderStatus.SUBMITTED, broker_id="P-77")], [], NOW, ORDERS)
     (adopted,) = result.orders
     assert (adopted.state, adopted.broker_order_id) == (S.WORKING, "P-77")
     assert result.of(Resubmit) == () and len(result.of(Adopt)) == 1
@@ -443,18 +441,22 @@ def test_crash_between_placement_and_acknowledgement_adopts_not_resubmits() -> N
 
 def test_broker_knows_nothing_resubmit_under_the_same_id_then_ask_a_human() -> None:
     order = in_state(S.SUBMITTING)
-    result = reconcile([order], [], [], NOW)
+    result = reconcile([order], [], [], NOW, ORDERS)
     assert result.actions == (Resubmit(order.intent_id, order.request),)
     assert result.orders == (order,)  # still in flight, never REJECTED
-    tired = replace(order, attempts=OrderWorkingSettings().max_submit_attempts)
-    stuck = reconcile([tired], [], [], NOW)
+    tired = replace(order, attempts=ORDERS.max_submit_attempts)
+    stuck = reconcile([tired], [], [], NOW, ORDERS)
     assert stuck.of(Resubmit) == () and len(stuck.of(AlertMismatch)) == 1
     assert stuck.orders[0].state is S.SUBMITTING
+    patient = OrdersConfig(max_submit_attempts=ORDERS.max_submit_attempts + 1)  # the limit is configuration
+    assert reconcile([tired], [], [], NOW, patient).actions == (Resubmit(tired.intent_id, tired.request),)
 
 
 def test_fills_are_adopted_to_the_cent() -> None:
     order = in_state(S.WORKING)
-    partial = reconcile([order], [at_broker(order, OrderStatus.PARTIALLY_FILLED, 4, 4 * 305 * 100, 260)], [], NOW)
+    partial = reconcile(
+        [order], [at_broker(order, OrderStatus.PARTIALLY_FILLED, 4, 4 * 305 * 100, 260)], [], NOW, ORDERS
+    )
     (part,) = partial.orders
     assert (part.state, part.filled_quantity, part.fill_value_cents, part.commission_cents) == (
         S.PARTIALLY_FILLED,
@@ -462,7 +464,7 @@ def test_fills_are_adopted_to_the_cent() -> None:
         122_000,
         260,
     )
-    full = reconcile(partial.orders, [at_broker(order, OrderStatus.FILLED, 10, 304_950, 650)], [], NOW)
+    full = reconcile(partial.orders, [at_broker(order, OrderStatus.FILLED, 10, 304_950, 650)], [], NOW, ORDERS)
     (done,) = full.orders
     assert (done.state, done.filled_quantity, done.fill_value_cents, done.commission_cents) == (
         S.FILLED,
@@ -475,7 +477,7 @@ def test_fills_are_adopted_to_the_cent() -> None:
 def test_executions_without_a_broker_order_are_adopted_never_resubmitted() -> None:
     order = in_state(S.SUBMITTING)
     fills = [fill(order, "E1", 6, 305), fill(order, "E1", 6, 305), fill(order, "E2", 4, 300)]  # E1 twice
-    result = reconcile([order], [], fills, NOW)
+    result = reconcile([order], [], fills, NOW, ORDERS)
     (adopted,) = result.orders
     assert (adopted.state, adopted.filled_quantity, adopted.fill_value_cents) == (S.FILLED, 10, 303_000)
     assert adopted.commission_cents == 130 and result.of(Resubmit) == ()
@@ -486,19 +488,19 @@ def test_an_orphan_broker_order_is_reported_not_touched() -> None:
         at_broker(planned(), OrderStatus.SUBMITTED, broker_id="P-5"),
         request=OrderRequest("manual-1", PUT, Side.BUY, 1, OrderType.LIMIT, 300),
     )
-    result = reconcile([], [stranger], [], NOW)
+    result = reconcile([], [stranger], [], NOW, ORDERS)
     assert result.actions == (AlertOrphan(stranger),)
 
 
 def test_a_fill_can_win_the_race_with_a_cancel() -> None:
     order = in_state(S.CANCEL_REQUESTED)
-    result = reconcile([order], [at_broker(order, OrderStatus.FILLED, 10, 305_000, 650)], [], NOW)
+    result = reconcile([order], [at_broker(order, OrderStatus.FILLED, 10, 305_000, 650)], [], NOW, ORDERS)
     assert result.orders[0].state is S.FILLED and result.of(Cancel) == ()
 
 
 def test_a_cancel_the_broker_has_not_done_is_sent_again() -> None:
     order = in_state(S.CANCEL_REQUESTED)
-    result = reconcile([order], [at_broker(order, OrderStatus.PARTIALLY_FILLED, 2, 61_000, 130)], [], NOW)
+    result = reconcile([order], [at_broker(order, OrderStatus.PARTIALLY_FILLED, 2, 61_000, 130)], [], NOW, ORDERS)
     (kept,) = result.orders
     assert kept.state is S.CANCEL_REQUESTED and kept.filled_quantity == 2
     assert result.of(Cancel) == (Cancel(order.intent_id, "P-1", "cancel requested; the broker still works it"),)
@@ -506,21 +508,21 @@ def test_a_cancel_the_broker_has_not_done_is_sent_again() -> None:
 
 def test_an_acknowledged_order_missing_at_the_broker_is_reported_not_resent() -> None:
     order = in_state(S.WORKING)
-    result = reconcile([order], [], [], NOW)
+    result = reconcile([order], [], [], NOW, ORDERS)
     assert result.of(Resubmit) == () and len(result.of(AlertMismatch)) == 1
     assert result.orders == (order,)
 
 
 def test_a_withdrawn_order_found_working_at_the_broker_is_cancelled() -> None:
     order = in_state(S.CANCELLED)  # withdrawn while PLANNED, but it had been placed after all
-    result = reconcile([order], [at_broker(order, OrderStatus.SUBMITTED, broker_id="P-3")], [], NOW)
+    result = reconcile([order], [at_broker(order, OrderStatus.SUBMITTED, broker_id="P-3")], [], NOW, ORDERS)
     assert [type(a) for a in result.actions] == [AlertMismatch, Cancel]
     assert result.orders == (order,)
 
 
 def test_a_planned_order_the_broker_holds_passes_through_submitting() -> None:
     order = planned()
-    result = reconcile([order], [at_broker(order, OrderStatus.SUBMITTED, broker_id="P-4")], [], NOW)
+    result = reconcile([order], [at_broker(order, OrderStatus.SUBMITTED, broker_id="P-4")], [], NOW, ORDERS)
     (adopted,) = result.orders
     assert [(h.from_state, h.to_state) for h in adopted.history] == [
         (S.PLANNED, S.SUBMITTING),
@@ -533,14 +535,14 @@ def test_only_the_newest_version_of_an_intent_stays_live() -> None:
     new = walk(replacement(walk(planned(), S.CANCELLED), 300), S.SUBMITTING)
     brokers = [at_broker(old, OrderStatus.SUBMITTED, broker_id="P-1"), at_broker(new, OrderStatus.SUBMITTED, 0)]
     brokers[1] = replace(brokers[1], broker_order_id="P-2")
-    result = reconcile([old, new], brokers, [], NOW)
+    result = reconcile([old, new], brokers, [], NOW, ORDERS)
     assert result.of(Cancel) == (Cancel(old.intent_id, "P-1", f"a newer version of intent {old.stem} is live"),)
 
 
 def test_no_resubmission_while_another_version_is_live() -> None:
     old = in_state(S.WORKING)
     new = walk(replacement(walk(planned(), S.CANCELLED), 300), S.SUBMITTING)
-    result = reconcile([old, new], [at_broker(old, OrderStatus.SUBMITTED)], [], NOW)
+    result = reconcile([old, new], [at_broker(old, OrderStatus.SUBMITTED)], [], NOW, ORDERS)
     assert result.of(Resubmit) == ()
     assert any(a.intent_id == new.intent_id for a in result.of(AlertMismatch))
 
@@ -555,7 +557,7 @@ def test_broker_refusal_is_the_only_way_to_rejected() -> None:
 
 def test_duplicate_local_refs_are_refused() -> None:
     with pytest.raises(ValidationFailed, match="share one intent id"):
-        reconcile([planned(), planned()], [], [], NOW)
+        reconcile([planned(), planned()], [], [], NOW, ORDERS)
 
 
 @st.composite
@@ -593,8 +595,8 @@ def test_reconciling_twice_changes_nothing_more(
     scenario: tuple[list[ManagedOrder], list[BrokerOrder], list[Execution]],
 ) -> None:
     local, brokers, executions = scenario
-    first = reconcile(local, brokers, executions, NOW)
-    second = reconcile(first.orders, brokers, executions, NOW + timedelta(minutes=1))
+    first = reconcile(local, brokers, executions, NOW, ORDERS)
+    second = reconcile(first.orders, brokers, executions, NOW + timedelta(minutes=1), ORDERS)
     assert second.orders == first.orders
     assert second.of(Adopt) == ()
     assert set(second.actions) <= set(first.actions)
@@ -606,7 +608,7 @@ def test_reconciliation_never_makes_two_live_orders_or_a_silent_reject(
     scenario: tuple[list[ManagedOrder], list[BrokerOrder], list[Execution]],
 ) -> None:
     local, brokers, executions = scenario
-    result = reconcile(local, brokers, executions, NOW)
+    result = reconcile(local, brokers, executions, NOW, ORDERS)
     by_ref = {b.client_ref for b in brokers}
     live_stems = {intent_stem(b.client_ref) for b in brokers if not b.status.is_final and b.client_ref != "manual-1"}
     for action in result.of(Resubmit):
@@ -631,11 +633,11 @@ def test_recovery_against_the_paper_broker_never_places_twice() -> None:
     order = walk(plan_order("ACC-1", GEN, request, reference_quote=quote), S.SUBMITTING)
     broker.place_order(BROKERAGE, order.request)  # ...and the process dies before it hears back
 
-    result = reconcile([order], broker.orders(BROKERAGE), broker.executions(BROKERAGE), ny(WEEK, 10, 1))
+    result = reconcile([order], broker.orders(BROKERAGE), broker.executions(BROKERAGE), ny(WEEK, 10, 1), ORDERS)
     assert result.of(Resubmit) == () and result.orders[0].state is S.WORKING
 
     lost = walk(plan_order("ACC-1", GEN, replace(request, client_ref=ref("2"))), S.SUBMITTING)
-    again = reconcile([lost], broker.orders(BROKERAGE), [], ny(WEEK, 10, 1))  # never reached the broker
+    again = reconcile([lost], broker.orders(BROKERAGE), [], ny(WEEK, 10, 1), ORDERS)  # never reached the broker
     (resubmit,) = again.of(Resubmit)
     placed = broker.place_order(BROKERAGE, resubmit.request)
     assert broker.place_order(BROKERAGE, resubmit.request) == placed  # the same ref cannot make a second order

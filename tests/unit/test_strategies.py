@@ -28,7 +28,6 @@ from alluse.domain.strategies import (
     limit_price_cents,
     plan_entries,
 )
-from alluse.domain.ticks import TickRule
 
 GEN, REV, COM = SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM
 PUT, CALL = OptionRight.PUT, OptionRight.CALL
@@ -346,7 +345,14 @@ def test_com_has_no_floor_by_default() -> None:
 )
 def test_limit_price_is_the_mid_rounded_up_onto_the_grid_never_below_the_bid(bid: int, ask: int, limit: int) -> None:
     quote = chain("TSLA", puts(FRI, (100, -0.45, bid, ask))).quote(0)
-    assert limit_price_cents(quote, TickRule()) == limit
+    assert limit_price_cents(quote, CFG.ticks) == limit
+
+
+def test_limit_price_uses_the_configured_tick_grid() -> None:
+    coarse = config(ticks={"option_large_tick_cents": 25})
+    default = only(plan_entries(GEN, book(GEN), {"TSLA": TSLA}, at(THU), GREEN, CFG), "TSLA")
+    wide = only(plan_entries(GEN, book(GEN), {"TSLA": TSLA}, at(THU), GREEN, coarse), "TSLA")
+    assert (default.limit_price_cents, wide.limit_price_cents) == (810, 825)  # mid 810 rounded up
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from alluse.domain.config import DeltaBand, WeekModeConfig, default_config
+from alluse.domain.config import DeltaBand, WeekModeConfig, WeekTypeThresholds, default_config, effective_config
 from alluse.domain.errors import ValidationFailed
 from alluse.domain.instruments import OptionRight
 from alluse.domain.sleeves import SleeveKind
@@ -16,11 +16,9 @@ from alluse.domain.week import (
     MovementBucket,
     SleeveWeek,
     WeekMode,
-    WeekModeRules,
     WeekOutcome,
     WeekRecord,
     WeekType,
-    WeekTypeThresholds,
     classify_week,
     confirm_week_mode,
     delta_shift,
@@ -31,6 +29,7 @@ from alluse.domain.week import (
 )
 
 CFG = WeekModeConfig()
+TYPES = default_config().week_types
 PUT, CALL = OptionRight.PUT, OptionRight.CALL
 Out = WeekOutcome
 
@@ -63,7 +62,7 @@ def call(outcome: WeekOutcome, move: str) -> SleeveWeek:
     ],
 )
 def test_one_week_per_code(week: SleeveWeek, expected: str) -> None:
-    assert classify_week(week) == WeekType(expected)
+    assert classify_week(week, TYPES) == WeekType(expected)
 
 
 def test_the_eleven_codes_are_the_spec_codes() -> None:
@@ -99,7 +98,7 @@ def test_the_eleven_codes_are_the_spec_codes() -> None:
     ],
 )
 def test_boundaries_and_precedence(week: SleeveWeek, expected: WeekType) -> None:
-    assert classify_week(week) is expected
+    assert classify_week(week, TYPES) is expected
 
 
 @pytest.mark.parametrize(
@@ -112,11 +111,11 @@ def test_boundaries_and_precedence(week: SleeveWeek, expected: WeekType) -> None
     ],
 )
 def test_put_outcome_before_move(week: SleeveWeek, expected: WeekType) -> None:
-    assert classify_week(week) is expected
+    assert classify_week(week, TYPES) is expected
 
 
 def test_thresholds_come_from_settings() -> None:
-    wide = WeekTypeThresholds(assignment_limit=Decimal("0.08"), deep_drawdown=Decimal("0.25"))
+    wide = effective_config({"week_types": {"assignment_limit": "0.08", "deep_drawdown": "0.25"}}).week_types
     assert classify_week(put(Out.ASSIGNED, "-0.07"), wide) is WeekType.P_AWL
     assert classify_week(put(Out.ASSIGNED, "-0.20"), wide) is WeekType.P_AOL
 
@@ -143,7 +142,7 @@ def test_sleeve_week_refuses_impossible_weeks(kwargs: dict[str, object]) -> None
 
 
 def test_idle_week_ignores_any_move() -> None:
-    assert classify_week(SleeveWeek(traded=False, side=PUT, move=Decimal("-0.5"))) is WeekType.W_IDL
+    assert classify_week(SleeveWeek(traded=False, side=PUT, move=Decimal("-0.5")), TYPES) is WeekType.W_IDL
 
 
 @pytest.mark.parametrize(
@@ -163,7 +162,7 @@ def test_idle_week_ignores_any_move() -> None:
     ],
 )
 def test_movement_buckets(move: str, bucket: MovementBucket) -> None:
-    assert movement_bucket(Decimal(move)) is bucket
+    assert movement_bucket(Decimal(move), TYPES) is bucket
 
 
 # --- week mode --------------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ def test_guess_and_confirm_follow_the_tree(ret: float, vol: float, mode: WeekMod
 def test_bullish_threshold_and_vol_factor_are_settings() -> None:
     cfg = WeekModeConfig(bullish_threshold=Decimal("0.04"))
     assert guess_week_mode(0.03, 0.1, 0.2, cfg) is WeekMode.CHOP
-    assert guess_week_mode(0.0, 0.3, 0.2, CFG, WeekModeRules(high_vol_factor=Decimal("2"))) is WeekMode.CHOP
+    assert guess_week_mode(0.0, 0.3, 0.2, WeekModeConfig(high_vol_factor=Decimal("2"))) is WeekMode.CHOP
 
 
 @pytest.mark.parametrize(("vol", "ref"), [(float("nan"), 0.2), (0.2, 0.0), (-0.1, 0.2)])

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from alluse.domain.accounts import Account, CashMovement, ChainHead
+from alluse.domain.alerts import Alert
 from alluse.domain.audit import AuditRecord
 from alluse.domain.config_versions import ConfigVersion
 
@@ -67,3 +68,9 @@ class AccountStore(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class Notifier(Protocol):
+    """Delivers an alert the alert gate let through (local: log + file; AWS: SNS by priority)."""
+
+    def deliver(self, alert: Alert) -> None: ...

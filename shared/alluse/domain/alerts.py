@@ -3,16 +3,18 @@
 `AlertGate.offer` decides, purely from its state, the alert and the time, whether an alert is delivered.
 The rules, checked in this order:
 
-1. De-duplication: an alert whose (account, dedupe key) was delivered or held within the dedupe window is
-   SUPPRESSED_DUPLICATE, unless it has a higher priority than that copy (an escalation is news). CRITICAL is
-   de-duplicated too: repeating an unacknowledged CRITICAL is escalation's job, not the gate's.
+1. De-duplication: an alert whose (account, dedupe key) was delivered or held within the dedupe window
+   (`dedupe_window_seconds`) is SUPPRESSED_DUPLICATE, unless it has a higher priority than that copy (an
+   escalation is news). CRITICAL is de-duplicated too: repeating an unacknowledged CRITICAL is escalation's
+   job, not the gate's.
 2. Off hours (outside 09:30-16:00 ET on weekdays; 16:00 itself is off hours): an alert below
    `off_hours_min_priority` is HELD_OFF_HOURS: kept in the gate's held queue (at most `queue_size`; when
    full it is refused as CAPPED), never dropped silently. `release_held` offers them again once the session
    is open, so caps and de-duplication apply at release.
-3. Hourly caps, per (account, type): a rolling window (default 3600 s) counting delivered alerts with
-   ``at - window < delivered_at <= at``. A rolling window cannot let 2 x cap through around a clock hour.
-   An alert over its cap is CAPPED (dropped). CRITICAL is never capped, but counts toward the cap.
+3. Hourly caps, per (account, type): a rolling window (`cap_window_seconds`, default 3600 s) counting
+   delivered alerts with ``at - window < delivered_at <= at``. A rolling window cannot let 2 x cap through
+   around a clock hour. An alert over its cap is CAPPED (dropped). CRITICAL is never capped, but counts
+   toward the cap.
 
 Caps count per account (global alerts, account None, form their own bucket): with hundreds of accounts,
 one noisy account must not silence another's breach alerts.
@@ -24,8 +26,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from alluse.domain.config import SESSION_CLOSE, SESSION_OPEN, AlertsConfig
 from alluse.domain.errors import ValidationFailed
 from alluse.domain.market import NEW_YORK
@@ -33,32 +33,12 @@ from alluse.domain.market import NEW_YORK
 __all__ = [
     "Alert",
     "AlertGate",
-    "AlertGateRules",
     "AlertType",
     "Decision",
     "GateOutcome",
     "Priority",
     "in_alert_hours",
 ]
-
-
-class AlertGateRules(BaseModel):
-    """Gate settings config.py does not have yet (B§9 names no number for them)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dedupe_window_seconds: int = Field(
-        default=3600, ge=1, le=7 * 86_400, description="Same dedupe key within this many seconds is suppressed."
-    )
-    cap_window_seconds: int = Field(
-        default=3600, ge=1, le=86_400, description="Rolling window of the hourly caps (B§9: one hour)."
-    )
-    compliance_cap: int = Field(default=5, ge=1, le=10_000, description="COMPLIANCE alerts per cap window.")
-    security_cap: int = Field(default=5, ge=1, le=10_000, description="SECURITY alerts per cap window.")
-    low_buffer_cap: int = Field(default=5, ge=1, le=10_000, description="LOW_BUFFER alerts per cap window.")
-
-
-_DEFAULT_RULES = AlertGateRules()
 
 
 class AlertType(StrEnum):
@@ -144,7 +124,7 @@ def in_alert_hours(at: datetime, *, trading_day: bool | None = None) -> bool:
     return open_day and SESSION_OPEN <= local.time() < SESSION_CLOSE
 
 
-def _cap(alert_type: AlertType, config: AlertsConfig, rules: AlertGateRules) -> int:
+def _cap(alert_type: AlertType, config: AlertsConfig) -> int:
     caps = config.hourly_caps
     return {
         AlertType.PROTOCOL_BREACH: caps.protocol_breach,
@@ -152,9 +132,9 @@ def _cap(alert_type: AlertType, config: AlertsConfig, rules: AlertGateRules) -> 
         AlertType.SYSTEM_STATUS: caps.system_status,
         AlertType.ACCOUNT_MANAGEMENT: caps.account_management,
         AlertType.TECHNICAL_ALERT: caps.technical_alert,
-        AlertType.COMPLIANCE: rules.compliance_cap,
-        AlertType.SECURITY: rules.security_cap,
-        AlertType.LOW_BUFFER: rules.low_buffer_cap,
+        AlertType.COMPLIANCE: caps.compliance,
+        AlertType.SECURITY: caps.security,
+        AlertType.LOW_BUFFER: caps.low_buffer,
     }[alert_type]
 
 
@@ -172,24 +152,22 @@ class AlertGate:
         alert: Alert,
         at: datetime,
         config: AlertsConfig,
-        rules: AlertGateRules = _DEFAULT_RULES,
         *,
         trading_day: bool | None = None,
     ) -> tuple[AlertGate, Decision]:
         """Decide what happens to `alert` at `at`; returns the new gate and the decision with its reason."""
-        gate = self._pruned(_aware(at, "at"), rules)
+        gate = self._pruned(_aware(at, "at"), config)
         duplicate = gate._duplicate_of(alert)
         if duplicate is not None:
-            return gate, _suppressed(duplicate, rules)
+            return gate, _suppressed(duplicate, config)
         if not in_alert_hours(at, trading_day=trading_day) and alert.priority < Priority[config.off_hours_min_priority]:
             return gate._hold(alert, at, config)
-        return gate._capped_or_delivered(alert, at, config, rules)
+        return gate._capped_or_delivered(alert, at, config)
 
     def release_held(
         self,
         at: datetime,
         config: AlertsConfig,
-        rules: AlertGateRules = _DEFAULT_RULES,
         *,
         trading_day: bool | None = None,
     ) -> tuple[AlertGate, list[tuple[Alert, Decision]]]:
@@ -200,13 +178,13 @@ class AlertGate:
         gate = replace(self, held=())
         results: list[tuple[Alert, Decision]] = []
         for alert in queue:
-            gate, decision = gate.offer(alert, at, config, rules, trading_day=trading_day)
+            gate, decision = gate.offer(alert, at, config, trading_day=trading_day)
             results.append((alert, decision))
         return gate, results
 
-    def _pruned(self, at: datetime, rules: AlertGateRules) -> AlertGate:
-        dedupe_from = at - timedelta(seconds=rules.dedupe_window_seconds)
-        caps_from = at - timedelta(seconds=rules.cap_window_seconds)
+    def _pruned(self, at: datetime, config: AlertsConfig) -> AlertGate:
+        dedupe_from = at - timedelta(seconds=config.dedupe_window_seconds)
+        caps_from = at - timedelta(seconds=config.cap_window_seconds)
         return replace(
             self,
             seen=tuple(s for s in self.seen if s.at > dedupe_from),
@@ -232,12 +210,10 @@ class AlertGate:
         )
         return replace(self, held=(*self.held, alert)), Decision(GateOutcome.HELD_OFF_HOURS, reason)
 
-    def _capped_or_delivered(
-        self, alert: Alert, at: datetime, config: AlertsConfig, rules: AlertGateRules
-    ) -> tuple[AlertGate, Decision]:
-        cap = _cap(alert.type, config, rules)
+    def _capped_or_delivered(self, alert: Alert, at: datetime, config: AlertsConfig) -> tuple[AlertGate, Decision]:
+        cap = _cap(alert.type, config)
         used = sum(1 for d in self.delivered if d.account_id == alert.account_id and d.type is alert.type)
-        window = f"{used} {alert.type.value} in the last {rules.cap_window_seconds} s, cap {cap}"
+        window = f"{used} {alert.type.value} in the last {config.cap_window_seconds} s, cap {cap}"
         if used >= cap and alert.priority < Priority.CRITICAL:
             return self, Decision(GateOutcome.CAPPED, f"{window}: dropped")
         reason = f"{window}: CRITICAL is never capped" if used >= cap else window
@@ -249,9 +225,9 @@ class AlertGate:
         return delivered, Decision(GateOutcome.DELIVER, reason)
 
 
-def _suppressed(copy: _Seen, rules: AlertGateRules) -> Decision:
+def _suppressed(copy: _Seen, config: AlertsConfig) -> Decision:
     reason = (
         f"duplicate of '{copy.dedupe_key}' ({copy.priority.name}) at {copy.at.isoformat()},"
-        f" within {rules.dedupe_window_seconds} s"
+        f" within {config.dedupe_window_seconds} s"
     )
     return Decision(GateOutcome.SUPPRESSED_DUPLICATE, reason)

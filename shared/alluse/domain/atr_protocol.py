@@ -12,9 +12,9 @@ Decisions (the spec leaves them open):
 - ``evaluate`` takes the *effective* ATR per ticker (see ``effective_atr`` for the stale fallback); a ticker
   without one gets ``atr_missing_fallback_pct`` × price. A ticker without a usable price is a
   ``MarketDataGap``: silently keeping an old level could hide an L3.
-- The alert priority follows the level reached (B§9), also on the way down.
-- Roll window: the new expiry lies ``min_days``–``max_days`` calendar days after the current one (SAT: a
-  Rev-Acc L2 roll adds 3–4 DTE), always strictly later.
+- The alert priority follows the level reached (B§9, ``atr_protocol.priorities``), also on the way down.
+- Roll window (``atr_protocol.roll``): the new expiry lies ``min_days``–``max_days`` calendar days after the
+  current one (SAT: a Rev-Acc L2 roll adds 3–4 DTE), always strictly later.
 - Roll cost (CON "no roll costing > 50 % of the original credit") is the net debit of the roll. A5 asks for
   a net credit, so by default the limit never binds; with ``require_net_credit`` off (the CON profile) a
   debit up to ``max_roll_cost_pct_of_credit`` × the original credit is allowed.
@@ -28,13 +28,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import IntEnum, StrEnum
-from typing import Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from alluse.domain.config import AllUseConfig, AtrProtocolConfig, DeltaBand, LevelAction, LevelActionKind, Priority
+from alluse.domain.config import (
+    AllUseConfig,
+    AtrProtocolConfig,
+    DeltaBand,
+    LevelAction,
+    LevelActionKind,
+    Priority,
+)
 from alluse.domain.errors import MarketDataGap, ValidationFailed
 from alluse.domain.instruments import OPTION_MULTIPLIER, OptionContract, OptionRight
 from alluse.domain.market import NEW_YORK, OptionChain
@@ -42,19 +47,14 @@ from alluse.domain.money import format_cents
 from alluse.domain.sleeves import SleeveKind
 
 __all__ = [
-    "DEFAULT_PRIORITIES",
-    "DEFAULT_ROLL_SETTINGS",
     "ActionPlan",
     "AtrLevel",
     "AtrReading",
     "LevelChange",
-    "LevelPriorities",
     "PositionKind",
     "ProtectedPosition",
     "RollPlan",
-    "RollSettings",
     "RollTerms",
-    "RollWindow",
     "SleevePause",
     "action_plan",
     "adverse_move",
@@ -71,71 +71,6 @@ __all__ = [
     "roll_terms",
     "sleeve_pauses",
 ]
-
-
-# --------------------------------------------------------------------------------------------------
-# Settings AtrProtocolConfig does not have (yet): proposed homes atr_protocol.roll / .priorities
-# --------------------------------------------------------------------------------------------------
-
-
-class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RollWindow(_Settings):
-    """How many calendar days after the current expiry a roll's new expiry may fall."""
-
-    min_days: int = Field(ge=1, le=366, description="Fewest days added to the expiry (a roll always goes out).")
-    max_days: int = Field(ge=1, le=366, description="Most days added to the expiry (at least min_days).")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.min_days > self.max_days:
-            raise ValueError(f"min_days {self.min_days} is above max_days {self.max_days}")
-        return self
-
-
-class RollSettings(_Settings):
-    """Roll economics per sleeve (B§3); the delta band is the sleeve's own entry band."""
-
-    gen: RollWindow = Field(
-        default=RollWindow(min_days=1, max_days=7),
-        description="Gen-Acc: 0–1 DTE options roll out to at most the next weekly (not in the spec).",
-    )
-    rev: RollWindow = Field(
-        default=RollWindow(min_days=3, max_days=4), description="Rev-Acc: an L2 roll adds 3–4 DTE (SAT test 2)."
-    )
-    com: RollWindow = Field(
-        default=RollWindow(min_days=1, max_days=7),
-        description="Com-Acc: weekly calls roll up/out to at most the next weekly (not in the spec).",
-    )
-    require_net_credit: bool = Field(
-        default=True,
-        description="A5: a roll must bring in a net credit. False (CON): a net debit up to "
-        "atr_protocol.max_roll_cost_pct_of_credit of the original credit is allowed.",
-    )
-
-    def window(self, sleeve: SleeveKind) -> RollWindow:
-        windows = {SleeveKind.GEN: self.gen, SleeveKind.REV: self.rev, SleeveKind.COM: self.com}
-        if sleeve not in windows:
-            raise ValidationFailed(f"{sleeve.label} has no roll rules", field="sleeve")
-        return windows[sleeve]
-
-
-class LevelPriorities(_Settings):
-    """Alert priority of a level change, by the level reached (B§9)."""
-
-    l0: Priority = Field(default="LOW", description="Back to L0 (normal).")
-    l1: Priority = Field(default="MEDIUM", description="L1 reached (enhanced monitoring).")
-    l2: Priority = Field(default="HIGH", description="L2 reached (recovery: roll or close).")
-    l3: Priority = Field(default="CRITICAL", description="L3 reached (preservation: close).")
-
-    def of(self, level: AtrLevel) -> Priority:
-        return (self.l0, self.l1, self.l2, self.l3)[level]
-
-
-DEFAULT_ROLL_SETTINGS = RollSettings()
-DEFAULT_PRIORITIES = LevelPriorities()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,9 +265,10 @@ def roll_terms(
     config: AllUseConfig,
     *,
     delta_shift: Decimal = Decimal(0),
-    roll: RollSettings = DEFAULT_ROLL_SETTINGS,
 ) -> RollTerms:
-    """A sleeve's roll rules: its own entry band (shifted by the week mode, like entries) and window."""
+    """A sleeve's roll rules: its own entry band (shifted by the week mode, like entries) and its window
+    (``atr_protocol.roll``)."""
+    roll = config.atr_protocol.roll
     band = _sleeve_band(sleeve, right, config)
     window = roll.window(sleeve)
     shifted = (band.min + delta_shift, band.max + delta_shift)
@@ -359,14 +295,15 @@ def _watch_step(position: ProtectedPosition, reading: AtrReading, level: AtrLeve
     return [f"L{int(level)} ({level.label}) starts at underlying {side} {_dollars(price)} ({multiple}×ATR)."]
 
 
-def _roll_step(position: ProtectedPosition, config: AllUseConfig, roll: RollSettings, delta_shift: Decimal) -> str:
+def _roll_step(position: ProtectedPosition, config: AllUseConfig, delta_shift: Decimal) -> str:
+    roll = config.atr_protocol.roll
     direction, strike_side = (
         ("down/out", "at or below") if position.kind is PositionKind.SHORT_PUT else ("up/out", "at or above")
     )
     contract = position.contract
     where = "inside the sleeve's delta band"
     if position.sleeve is not SleeveKind.STARLAB:
-        terms = roll_terms(position.sleeve, contract.right, config, delta_shift=delta_shift, roll=roll)
+        terms = roll_terms(position.sleeve, contract.right, config, delta_shift=delta_shift)
         low, high = terms.delta_band
         where = (
             f"expiring {terms.min_extension_days}–{terms.max_extension_days} days after {contract.expiry:%Y-%m-%d}, "
@@ -390,7 +327,6 @@ def _action_steps(
     reading: AtrReading,
     action: LevelActionKind,
     config: AllUseConfig,
-    roll: RollSettings,
     delta_shift: Decimal,
 ) -> list[str]:
     protocol = config.atr_protocol
@@ -403,12 +339,12 @@ def _action_steps(
     if action == "alert":
         return [
             "Watch the position closely.",
-            "Prepare (do not yet place) the roll: " + _roll_step(position, config, roll, delta_shift),
+            "Prepare (do not yet place) the roll: " + _roll_step(position, config, delta_shift),
             *_watch_step(position, reading, AtrLevel.L2, protocol.l2),
         ]
     if action == "roll_or_close":
         return [
-            _roll_step(position, config, roll, delta_shift),
+            _roll_step(position, config, delta_shift),
             f"If no such roll exists: {close}",
             *_watch_step(position, reading, AtrLevel.L3, protocol.l3),
         ]
@@ -427,12 +363,11 @@ def action_plan(
     config: AllUseConfig,
     *,
     delta_shift: Decimal = Decimal(0),
-    roll: RollSettings = DEFAULT_ROLL_SETTINGS,
 ) -> ActionPlan:
     """The action script of the level `reading` reached, for the configured action of that level."""
     level = reading.level
     configured = configured_action(level, config.atr_protocol)
-    steps = _action_steps(position, reading, configured.action, config, roll, delta_shift)
+    steps = _action_steps(position, reading, configured.action, config, delta_shift)
     if level is AtrLevel.L3 and config.atr_protocol.l3_pauses_until_next_week:
         steps.append(
             f"No new entries in {position.sleeve.label} of {position.account_id} until next week "
@@ -469,13 +404,12 @@ def evaluate(
     config: AllUseConfig,
     *,
     delta_shift: Decimal = Decimal(0),
-    roll: RollSettings = DEFAULT_ROLL_SETTINGS,
-    priorities: LevelPriorities = DEFAULT_PRIORITIES,
 ) -> list[LevelChange]:
     """One protocol scan: the positions whose level changed (up or down), in input order.
 
     `atrs` holds the effective ATR per ticker (see effective_atr); a ticker without one is measured
-    against atr_missing_fallback_pct of its price.
+    against atr_missing_fallback_pct of its price. Roll rules and alert priorities come from
+    ``config.atr_protocol`` (``roll``, ``priorities``).
     """
     _require_prices(positions, prices)
     protocol = config.atr_protocol
@@ -486,7 +420,7 @@ def evaluate(
         reading = measure(position, price, atr, protocol)
         if reading.level == position.level:
             continue
-        plan = action_plan(position, reading, at, config, delta_shift=delta_shift, roll=roll)
+        plan = action_plan(position, reading, at, config, delta_shift=delta_shift)
         changes.append(
             LevelChange(
                 position_id=position.position_id,
@@ -499,7 +433,7 @@ def evaluate(
                 at=at,
                 action=configured_action(reading.level, protocol),
                 plan=plan,
-                priority=priorities.of(reading.level),
+                priority=protocol.priorities.of(reading.level),
             )
         )
     return changes
@@ -661,10 +595,9 @@ def plan_roll(
     config: AllUseConfig,
     *,
     delta_shift: Decimal = Decimal(0),
-    roll: RollSettings = DEFAULT_ROLL_SETTINGS,
 ) -> RollPlan | None:
     """find_roll with the position's sleeve rules (roll_terms)."""
-    terms = roll_terms(position.sleeve, position.contract.right, config, delta_shift=delta_shift, roll=roll)
+    terms = roll_terms(position.sleeve, position.contract.right, config, delta_shift=delta_shift)
     return find_roll(
         position,
         chain,

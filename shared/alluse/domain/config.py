@@ -21,6 +21,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum, StrEnum
 from functools import cache
+from itertools import pairwise
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -37,6 +38,7 @@ from pydantic import (
 
 from alluse.domain.errors import ValidationFailed
 from alluse.domain.sleeves import SLEEVE_ORDER, SleeveKind
+from alluse.domain.ticks import TickRule
 
 __all__ = [
     "SESSION_CLOSE",
@@ -61,16 +63,21 @@ __all__ = [
     "HitlConfig",
     "LevelAction",
     "LevelActions",
+    "LevelPriorities",
     "LifecycleConfig",
     "MarketDataConfig",
     "OrdersConfig",
     "RevConfig",
     "RevReinvest",
     "RiskConfig",
+    "RollSettings",
+    "RollWindow",
     "SleeveStrategy",
     "StarlabConfig",
     "TaxConfig",
+    "TickRule",
     "WeekModeConfig",
+    "WeekTypeThresholds",
     "Weekday",
     "default_config",
     "diff_paths",
@@ -527,6 +534,13 @@ class WeekModeConfig(_Section):
     choppy_correlation: Decimal = Field(
         default=_d("0.3"), ge=0, le=1, description="Correlation at or below which the market is choppy."
     )
+    high_vol_factor: Decimal = Field(
+        default=_d("1"),
+        gt=0,
+        le=10,
+        description='AG1 tree (B§5 "VIX low / VIX high"): volatility is high when it is at least this multiple'
+        " of its reference (1 = at or above it).",
+    )
     guess_day: TradingDay = Field(default=Weekday.MON, description="Day the week mode is guessed (A4: Monday).")
     guess_time: ClockTime = Field(default=time(9, 45), description="Time the week mode is guessed (A4: 09:45 ET).")
 
@@ -540,6 +554,35 @@ class WeekModeConfig(_Section):
 
     def shifts(self) -> dict[str, Decimal]:
         return {"green": self.green_delta_shift, "red": self.red_delta_shift, "chop": self.chop_delta_shift}
+
+
+class WeekTypeThresholds(_Section):
+    """Move limits of the week-type table and movement buckets (B§5, AG1 WC), as positive fractions."""
+
+    flat_band: Decimal = Field(default=_d("0.01"), gt=0, lt=1, description="A move within ±this is flat (1 %).")
+    assignment_limit: Decimal = Field(
+        default=_d("0.05"),
+        gt=0,
+        lt=1,
+        description="Loss limit: P-AWL down to -this, P-RO/P-AOL below; C-PNO down to -this, C-RO below (5 %).",
+    )
+    strong_call_away: Decimal = Field(
+        default=_d("0.05"), gt=0, lt=1, description="A call called away at +this or more is C-WAP+ (5 %)."
+    )
+    recovery_threshold: Decimal = Field(
+        default=_d("0.10"), gt=0, lt=1, description="Call weeks below -this are C-REC, not C-RO (10 %)."
+    )
+    deep_drawdown: Decimal = Field(default=_d("0.15"), gt=0, lt=1, description="Put weeks below -this are P-DD (15 %).")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Self:
+        steps = (self.flat_band, self.assignment_limit, self.recovery_threshold, self.deep_drawdown)
+        if any(low >= high for low, high in pairwise(steps)):
+            raise ValueError(
+                "thresholds must increase: flat_band < assignment_limit < recovery_threshold < deep_drawdown"
+                f" (got {' / '.join(str(s) for s in steps)})"
+            )
+        return self
 
 
 class LevelAction(_Section):
@@ -567,6 +610,59 @@ class LevelActions(_Section):
     )
 
 
+class RollWindow(_Section):
+    """How many calendar days after the current expiry a roll's new expiry may fall."""
+
+    min_days: int = Field(ge=1, le=366, description="Fewest days added to the expiry (a roll always goes out).")
+    max_days: int = Field(ge=1, le=366, description="Most days added to the expiry (at least min_days).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_days > self.max_days:
+            raise ValueError(f"min_days {self.min_days} is above max_days {self.max_days}")
+        return self
+
+
+class RollSettings(_Section):
+    """Roll economics per sleeve (B§3); the delta band is the sleeve's own entry band."""
+
+    gen: RollWindow = Field(
+        default=RollWindow(min_days=1, max_days=7),
+        description="Gen-Acc: 0–1 DTE options roll out to at most the next weekly (not in the spec).",
+    )
+    rev: RollWindow = Field(
+        default=RollWindow(min_days=3, max_days=4), description="Rev-Acc: an L2 roll adds 3–4 DTE (SAT test 2)."
+    )
+    com: RollWindow = Field(
+        default=RollWindow(min_days=1, max_days=7),
+        description="Com-Acc: weekly calls roll up/out to at most the next weekly (not in the spec).",
+    )
+    require_net_credit: bool = Field(
+        default=True,
+        description="A5: a roll must bring in a net credit. False (CON): a net debit up to "
+        "atr_protocol.max_roll_cost_pct_of_credit of the original credit is allowed.",
+    )
+
+    def window(self, sleeve: SleeveKind) -> RollWindow:
+        windows = {SleeveKind.GEN: self.gen, SleeveKind.REV: self.rev, SleeveKind.COM: self.com}
+        if sleeve not in windows:
+            raise ValidationFailed(f"{sleeve.label} has no roll rules", field="sleeve")
+        return windows[sleeve]
+
+
+class LevelPriorities(_Section):
+    """Alert priority of a level change, by the level reached (B§9)."""
+
+    l0: Priority = Field(default="LOW", description="Back to L0 (normal).")
+    l1: Priority = Field(default="MEDIUM", description="L1 reached (enhanced monitoring).")
+    l2: Priority = Field(default="HIGH", description="L2 reached (recovery: roll or close).")
+    l3: Priority = Field(default="CRITICAL", description="L3 reached (preservation: close).")
+
+    def of(self, level: int) -> Priority:
+        """The priority of level 0-3 (an ``AtrLevel``)."""
+        return (self.l0, self.l1, self.l2, self.l3)[level]
+
+
 class AtrProtocolConfig(_Section):
     """ATR escalation protocol (A5, B§4)."""
 
@@ -592,6 +688,10 @@ class AtrProtocolConfig(_Section):
     )
     stale_multiplier: Decimal = Field(
         default=_d("1.1"), ge=1, le=3, description="Stale ATR: last valid value times this (CON)."
+    )
+    roll: RollSettings = Field(default_factory=RollSettings, description="Roll windows and economics per sleeve.")
+    priorities: LevelPriorities = Field(
+        default_factory=LevelPriorities, description="Alert priority of a level change, by the level reached (B§9)."
     )
 
     @field_validator("l2", "l3")
@@ -681,6 +781,16 @@ class OrdersConfig(_Section):
         default=_d("1.00"), ge=0, le=1000, description="Minimum commission per order in USD."
     )
     tif: Literal["DAY", "GTC"] = Field(default="DAY", description="Time in force of new orders.")
+    reprice_step_ticks: int = Field(
+        default=1, ge=1, le=100, description="Ticks a reprice moves the limit toward the touch."
+    )
+    max_submit_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Placements of one ref without any broker record before reconciliation stops resubmitting"
+        " and asks a human (the order stays in flight).",
+    )
 
     @field_validator("timeout_seconds")
     @classmethod
@@ -831,6 +941,9 @@ class AlertCaps(_Section):
     system_status: int = Field(default=3, ge=1, le=10_000, description="SYSTEM_STATUS alerts per hour.")
     account_management: int = Field(default=5, ge=1, le=10_000, description="ACCOUNT_MANAGEMENT alerts per hour.")
     technical_alert: int = Field(default=10, ge=1, le=10_000, description="TECHNICAL_ALERT alerts per hour.")
+    compliance: int = Field(default=5, ge=1, le=10_000, description="COMPLIANCE alerts per cap window.")
+    security: int = Field(default=5, ge=1, le=10_000, description="SECURITY alerts per cap window.")
+    low_buffer: int = Field(default=5, ge=1, le=10_000, description="LOW_BUFFER alerts per cap window.")
 
 
 def _unique_emails(values: list[str]) -> list[str]:
@@ -852,6 +965,12 @@ class AlertsConfig(_Section):
         default="HIGH", description="Lowest priority sent outside 09:30-16:00 ET weekdays (B§9: HIGH)."
     )
     hourly_caps: AlertCaps = Field(default_factory=AlertCaps, description="Hourly caps per alert type.")
+    cap_window_seconds: int = Field(
+        default=3600, ge=1, le=86_400, description="Rolling window of the hourly caps (B§9: one hour)."
+    )
+    dedupe_window_seconds: int = Field(
+        default=3600, ge=1, le=7 * 86_400, description="Same dedupe key within this many seconds is suppressed."
+    )
     queue_size: int = Field(default=1000, ge=1, le=1_000_000, description="Alerts kept in the priority queue.")
     poll_seconds: int = Field(default=5, ge=1, le=3600, description="Alert queue poll interval in seconds.")
 
@@ -986,12 +1105,18 @@ class AllUseConfig(_Section):
     rev: RevConfig = Field(default_factory=RevConfig, description="Rev-Acc strategy (A4).")
     com: ComConfig = Field(default_factory=ComConfig, description="Com-Acc strategy (A4).")
     week_mode: WeekModeConfig = Field(default_factory=WeekModeConfig, description="Week mode (A4, B§5).")
+    week_types: WeekTypeThresholds = Field(
+        default_factory=WeekTypeThresholds, description="Week-type thresholds (B§5, AG1 WC)."
+    )
     atr_protocol: AtrProtocolConfig = Field(default_factory=AtrProtocolConfig, description="ATR protocol (A5).")
     circuit_breakers: CircuitBreakersConfig = Field(
         default_factory=CircuitBreakersConfig, description="Circuit breakers (A6)."
     )
     risk: RiskConfig = Field(default_factory=RiskConfig, description="Pre-trade liquidity guards (A7).")
     orders: OrdersConfig = Field(default_factory=OrdersConfig, description="Order working rules (A8).")
+    ticks: TickRule = Field(
+        default_factory=TickRule, description="Option and equity price grid that limit prices are put on."
+    )
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig, description="Fork/merge/reinvest (A9-A11).")
     tax: TaxConfig = Field(default_factory=TaxConfig, description="Tax estimates (A12).")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alerts (B§9).")
@@ -1161,6 +1286,8 @@ def _display(value: Any, *, nested: bool = False) -> str:
     if isinstance(value, Mapping):
         items = ", ".join(f"{json.dumps(str(k))}: {_display(v, nested=True)}" for k, v in value.items())
         return "{" + items + "}"
+    if isinstance(value, set | frozenset):
+        value = sorted(value, key=str)  # sets have no order of their own: show them sorted, stable across runs
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_display(item, nested=True) for item in value) + "]"
     return json.dumps(str(value)) if nested else str(value)

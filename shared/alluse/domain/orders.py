@@ -26,8 +26,6 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from alluse.domain.brokerage import BrokerOrder, Execution, OrderRequest, OrderStatus, OrderType, Side
 from alluse.domain.config import OrdersConfig
 from alluse.domain.errors import IllegalTransition, ValidationFailed
@@ -43,7 +41,6 @@ __all__ = [
     "Cancel",
     "ManagedOrder",
     "OrderState",
-    "OrderWorkingSettings",
     "Quote",
     "ReconcileAction",
     "ReconcileResult",
@@ -73,25 +70,6 @@ __all__ = [
     "with_version",
 ]
 
-
-class OrderWorkingSettings(BaseModel):
-    """Order settings that AllUseConfig.orders does not (yet) hold."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    reprice_step_ticks: int = Field(
-        default=1, ge=1, le=100, description="Ticks a reprice moves the limit toward the touch."
-    )
-    max_submit_attempts: int = Field(
-        default=3,
-        ge=1,
-        le=100,
-        description="Placements of one ref without any broker record before reconciliation stops resubmitting"
-        " and asks a human (the order stays in flight).",
-    )
-
-
-DEFAULT_WORKING = OrderWorkingSettings()
 
 # --------------------------------------------------------------------------------------------------
 # Intent ids: SLEEVE-yymmdd-PURP-UNDER-hash[-slice].vN, e.g. GEN-261130-OPEN-TSLA-k2m7q3xa.v1
@@ -353,7 +331,7 @@ def record_resubmission(order: ManagedOrder, at: datetime) -> ManagedOrder:
 
 
 # --------------------------------------------------------------------------------------------------
-# Tick grid and limits
+# Tick grid and limits (`rule` is the configured price grid, AllUseConfig.ticks)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -420,14 +398,13 @@ def next_limit(
     rule: TickRule,
     instrument: Instrument,
     rules: OrdersConfig,
-    settings: OrderWorkingSettings = DEFAULT_WORKING,
 ) -> int | None:
     """The repriced limit: `reprice_step_ticks` toward the touch (a sell's bid, a buy's ask), stopping at
     the touch and at the concession bound, whichever comes first. None when it cannot move further."""
     pct = Fraction(rules.max_price_concession_pct)
     bound = concession_bound(reference_mid, side, rule, instrument, pct)
     candidate = limit_cents
-    for _ in range(settings.reprice_step_ticks):
+    for _ in range(rules.reprice_step_ticks):
         candidate = _one_tick_toward_touch(candidate, side, rule, instrument)
     if side is Side.SELL:
         stop = max(grid_ceil(rule, instrument, quote.bid_cents), bound)
@@ -646,7 +623,7 @@ def _execution_totals(executions: Sequence[Execution]) -> tuple[int, int, int]:
 
 
 def _absent_at_broker(
-    order: ManagedOrder, executions: Sequence[Execution], at: datetime, settings: OrderWorkingSettings
+    order: ManagedOrder, executions: Sequence[Execution], at: datetime, rules: OrdersConfig
 ) -> tuple[ManagedOrder, list[ReconcileAction]]:
     """The broker lists no order for this ref. Fills still count; an acknowledged order is never resent.
 
@@ -665,7 +642,7 @@ def _absent_at_broker(
             return order, [AlertMismatch(order.intent_id, f"{adopted} (from executions; no broker order)")]
         order = adopted
     if order.state is OrderState.SUBMITTING and not executions:
-        if order.attempts >= settings.max_submit_attempts:
+        if order.attempts >= rules.max_submit_attempts:
             why = f"placed {order.attempts} times, the broker has no record; left in flight for a human"
             return order, [AlertMismatch(order.intent_id, why)]
         return order, [Resubmit(order.intent_id, order.request)]
@@ -698,14 +675,14 @@ def _reconcile_one(
     brokers: Sequence[BrokerOrder],
     executions: Sequence[Execution],
     at: datetime,
-    settings: OrderWorkingSettings,
+    rules: OrdersConfig,
 ) -> tuple[ManagedOrder, list[ReconcileAction]]:
     if len(brokers) > 1:
         ids = ", ".join(sorted(b.broker_order_id for b in brokers))
         return order, [AlertMismatch(order.intent_id, f"the broker holds several orders under this ref: {ids}")]
     if brokers:
         return _present_at_broker(order, brokers[0], at)
-    return _absent_at_broker(order, executions, at, settings)
+    return _absent_at_broker(order, executions, at, rules)
 
 
 def _stem_or_none(ref: str) -> str | None:
@@ -756,13 +733,14 @@ def reconcile(
     broker_orders: Sequence[BrokerOrder],
     executions: Sequence[Execution],
     at: datetime,
-    settings: OrderWorkingSettings = DEFAULT_WORKING,
+    rules: OrdersConfig,
 ) -> ReconcileResult:
     """Match one brokerage account's local orders with the broker's by ref (= intent id).
 
     Broker acknowledgements and fills are adopted (the broker is the truth); an in-flight order the
     broker has never heard of is resubmitted under the same ref; an order the broker holds under an
     unknown ref is reported, never touched. Running it again on its own result gives no new action.
+    An in-flight order is resubmitted at most `rules.max_submit_attempts` times before a human is asked.
     """
     refs = [order.intent_id for order in local]
     if len(set(refs)) != len(refs):
@@ -777,7 +755,7 @@ def reconcile(
     actions: list[ReconcileAction] = []
     for order in local:
         found = by_ref.get(order.intent_id, [])
-        updated, found_actions = _reconcile_one(order, found, list(fills[order.intent_id].values()), at, settings)
+        updated, found_actions = _reconcile_one(order, found, list(fills[order.intent_id].values()), at, rules)
         if updated != order:
             actions.append(Adopt(updated, order.state, f"reconciled: {order.state.value} -> {updated.state.value}"))
         actions.extend(found_actions)

@@ -23,8 +23,8 @@ Decisions (the spec leaves them open):
 - Expiry: the nearest listed expiry with ``dte_min <= DTE <= dte_max`` (calendar days from now's NY date).
 - Strike: among contracts with a bid and a finite delta, |delta| inside the week-mode-shifted band
   (inclusive), nearest the band's middle; a tie goes to the smaller |delta| (further out of the money).
-- Limit price: the mid rounded *up* onto the tick grid (a seller does not offer below the fair mid; the
-  order layer reprices toward the bid later), then never below the bid.
+- Limit price: the mid rounded *up* onto the tick grid (``config.ticks``; a seller does not offer below the
+  fair mid; the order layer reprices toward the bid later), then never below the bid.
 - Gen's ``strike_offset_atr`` is not used: the chain's deltas pick the strike.
 """
 
@@ -37,7 +37,6 @@ from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from alluse.domain.brokerage import Side
 from alluse.domain.config import (
@@ -57,7 +56,6 @@ from alluse.domain.ticks import TickRule
 __all__ = [
     "EntryDecision",
     "EntryPlan",
-    "EntryPlanningConfig",
     "EntryRule",
     "SkipCode",
     "SleeveBook",
@@ -73,14 +71,6 @@ __all__ = [
 ]
 
 FLOOR_ALERT_PRIORITY: Priority = "HIGH"  # A4: below the premium floor a HIGH alert asks a human
-
-
-class EntryPlanningConfig(BaseModel):
-    """Settings entry planning needs that AllUseConfig does not hold (yet)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ticks: TickRule = Field(default_factory=TickRule, description="Option price grid the limit price is put on.")
 
 
 class EntryDecision(StrEnum):
@@ -449,7 +439,6 @@ def plan_entries(
     now: datetime,
     delta_shift: Decimal,
     config: AllUseConfig,
-    planning: EntryPlanningConfig | None = None,
 ) -> SleevePlan:
     """The sleeve's entries for this moment: one plan per ticker, or the reason it got none.
 
@@ -463,7 +452,7 @@ def plan_entries(
     if book.paused:
         paused = TickerSkip(SkipCode.PAUSED, f"{sleeve.label} paused until next week (ATR L3)")
         return SleevePlan([], dict.fromkeys(tickers, paused))
-    ctx = _Context(book, now, delta_shift, config, (planning or EntryPlanningConfig()).ticks)
+    ctx = _Context(book, now, delta_shift, config, config.ticks)
     capital = _put_capital(tickers, book, strategy, config)
     plans: list[EntryPlan] = []
     skipped: dict[str, TickerSkip] = {}

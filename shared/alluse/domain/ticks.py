@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class TickRule(BaseModel):
@@ -22,6 +23,14 @@ class TickRule(BaseModel):
         default=frozenset({"SPY", "QQQ", "IWM"}), description="Underlyings whose options trade in pennies at any price."
     )
     equity_tick_cents: int = Field(default=1, ge=1, le=100, description="Equity tick.")
+
+    @field_validator("penny_everywhere")
+    @classmethod
+    def _tickers(cls, value: frozenset[str]) -> frozenset[str]:
+        bad = sorted(t for t in value if not re.fullmatch(r"[A-Z][A-Z./]{0,5}", t))
+        if bad:
+            raise ValueError(f"not tickers (upper-case, 1-6 characters): {', '.join(bad)}")
+        return value
 
     @model_validator(mode="after")
     def _grid(self) -> Self:

@@ -6,7 +6,8 @@ sleeve's week turned out to be (P-EW ... W-IDL), judged at DTE 1 / expiry: puts 
 against the strike, calls by its move against the cost basis.
 
 Moves and returns are fractions (-0.05 = -5 %): ``Decimal``, or ``float`` measurements read through
-``str()`` so that 0.015 compares equal to a 0.015 threshold. Everything here is pure.
+``str()`` so that 0.015 compares equal to a 0.015 threshold. Everything here is pure; the numbers come from
+the configuration (``AllUseConfig.week_mode`` for the mode, ``AllUseConfig.week_types`` for the type).
 """
 
 from __future__ import annotations
@@ -17,12 +18,8 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from itertools import pairwise
-from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from alluse.domain.config import DeltaBand, WeekModeConfig
+from alluse.domain.config import DeltaBand, WeekModeConfig, WeekTypeThresholds
 from alluse.domain.errors import ValidationFailed
 from alluse.domain.instruments import OptionRight
 from alluse.domain.sleeves import SleeveKind
@@ -32,11 +29,9 @@ __all__ = [
     "MovementBucket",
     "SleeveWeek",
     "WeekMode",
-    "WeekModeRules",
     "WeekOutcome",
     "WeekRecord",
     "WeekType",
-    "WeekTypeThresholds",
     "classify_week",
     "classify_week_mode",
     "confirm_week_mode",
@@ -46,61 +41,6 @@ __all__ = [
     "shifted_band",
     "type_accuracy",
 ]
-
-
-# --------------------------------------------------------------------------------------------------
-# Settings config.py does not have yet (defaults from B§5)
-# --------------------------------------------------------------------------------------------------
-
-
-class WeekModeRules(BaseModel):
-    """How "high volatility" is judged in the AG1 week-mode tree (B§5: "VIX low / VIX high")."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    high_vol_factor: Decimal = Field(
-        default=Decimal("1"),
-        gt=0,
-        le=10,
-        description="Volatility is high when it is at least this multiple of its reference (1 = at or above it).",
-    )
-
-
-class WeekTypeThresholds(BaseModel):
-    """Move limits of the week-type table and movement buckets (B§5, AG1 WC), as positive fractions."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    flat_band: Decimal = Field(default=Decimal("0.01"), gt=0, lt=1, description="A move within ±this is flat (1 %).")
-    assignment_limit: Decimal = Field(
-        default=Decimal("0.05"),
-        gt=0,
-        lt=1,
-        description="Loss limit: P-AWL down to -this, P-RO/P-AOL below; C-PNO down to -this, C-RO below (5 %).",
-    )
-    strong_call_away: Decimal = Field(
-        default=Decimal("0.05"), gt=0, lt=1, description="A call called away at +this or more is C-WAP+ (5 %)."
-    )
-    recovery_threshold: Decimal = Field(
-        default=Decimal("0.10"), gt=0, lt=1, description="Call weeks below -this are C-REC, not C-RO (10 %)."
-    )
-    deep_drawdown: Decimal = Field(
-        default=Decimal("0.15"), gt=0, lt=1, description="Put weeks below -this are P-DD (15 %)."
-    )
-
-    @model_validator(mode="after")
-    def _increasing(self) -> Self:
-        steps = (self.flat_band, self.assignment_limit, self.recovery_threshold, self.deep_drawdown)
-        if any(low >= high for low, high in pairwise(steps)):
-            raise ValueError(
-                "thresholds must increase: flat_band < assignment_limit < recovery_threshold < deep_drawdown"
-                f" (got {' / '.join(str(s) for s in steps)})"
-            )
-        return self
-
-
-_DEFAULT_RULES = WeekModeRules()
-_DEFAULT_THRESHOLDS = WeekTypeThresholds()
 
 
 def _measure(value: Decimal | float, field: str) -> Decimal:
@@ -127,7 +67,6 @@ def classify_week_mode(
     realised_vol: Decimal | float,
     vol_reference: Decimal | float,
     config: WeekModeConfig,
-    rules: WeekModeRules = _DEFAULT_RULES,
 ) -> WeekMode:
     """The AG1 tree: up (>= bullish threshold) is Green; otherwise Red when volatility is high, else Chop.
 
@@ -137,17 +76,17 @@ def classify_week_mode(
     move = _measure(week_return, "week_return")
     if move >= config.bullish_threshold:
         return WeekMode.GREEN
-    return WeekMode.RED if _high_volatility(realised_vol, vol_reference, rules) else WeekMode.CHOP
+    return WeekMode.RED if _high_volatility(realised_vol, vol_reference, config.high_vol_factor) else WeekMode.CHOP
 
 
-def _high_volatility(realised_vol: Decimal | float, reference: Decimal | float, rules: WeekModeRules) -> bool:
+def _high_volatility(realised_vol: Decimal | float, reference: Decimal | float, high_vol_factor: Decimal) -> bool:
     vol = _measure(realised_vol, "realised_vol")
     ref = _measure(reference, "vol_reference")
     if vol < 0:
         raise ValidationFailed(f"volatility cannot be negative (got {vol})", field="realised_vol")
     if ref <= 0:
         raise ValidationFailed(f"volatility reference must be positive (got {ref})", field="vol_reference")
-    return vol >= rules.high_vol_factor * ref
+    return vol >= high_vol_factor * ref
 
 
 def guess_week_mode(
@@ -155,10 +94,9 @@ def guess_week_mode(
     prior_week_realised_vol: Decimal | float,
     vol_reference: Decimal | float,
     config: WeekModeConfig,
-    rules: WeekModeRules = _DEFAULT_RULES,
 ) -> WeekMode:
     """Monday's guess (A4: 09:45 ET) from the prior week's index return and realised volatility."""
-    return classify_week_mode(prior_week_return, prior_week_realised_vol, vol_reference, config, rules)
+    return classify_week_mode(prior_week_return, prior_week_realised_vol, vol_reference, config)
 
 
 def confirm_week_mode(
@@ -166,10 +104,9 @@ def confirm_week_mode(
     week_realised_vol: Decimal | float,
     vol_reference: Decimal | float,
     config: WeekModeConfig,
-    rules: WeekModeRules = _DEFAULT_RULES,
 ) -> WeekMode:
     """The mode the week actually had, after Friday's close: the guess's rule applied to the week itself."""
-    return classify_week_mode(week_return, week_realised_vol, vol_reference, config, rules)
+    return classify_week_mode(week_return, week_realised_vol, vol_reference, config)
 
 
 def delta_shift(mode: WeekMode, config: WeekModeConfig) -> Decimal:
@@ -330,8 +267,9 @@ class SleeveWeek:
         return cls(traded=False)
 
 
-def classify_week(week: SleeveWeek, thresholds: WeekTypeThresholds = _DEFAULT_THRESHOLDS) -> WeekType:
-    """The week's type code (B§5 table). Precedence, first match wins:
+def classify_week(week: SleeveWeek, config: WeekTypeThresholds) -> WeekType:
+    """The week's type code (B§5 table), with the thresholds of ``config`` (AllUseConfig.week_types).
+    Precedence, first match wins:
 
     1. no trade: W-IDL (whatever the move);
     2. puts: below -deep_drawdown P-DD (before any outcome: preservation dominates); rolled P-RO;
@@ -345,8 +283,8 @@ def classify_week(week: SleeveWeek, thresholds: WeekTypeThresholds = _DEFAULT_TH
     if not week.traded or week.side is None or week.move is None:
         return WeekType.W_IDL
     if week.side is OptionRight.PUT:
-        return _put_week(week.outcome, week.move, week.roll_possible, thresholds)
-    return _call_week(week.outcome, week.move, thresholds)
+        return _put_week(week.outcome, week.move, week.roll_possible, config)
+    return _call_week(week.outcome, week.move, config)
 
 
 def _put_week(outcome: WeekOutcome | None, move: Decimal, roll_possible: bool, t: WeekTypeThresholds) -> WeekType:
@@ -374,10 +312,10 @@ def _call_week(outcome: WeekOutcome | None, move: Decimal, t: WeekTypeThresholds
     return WeekType.C_REC
 
 
-def movement_bucket(move: Decimal | float, thresholds: WeekTypeThresholds = _DEFAULT_THRESHOLDS) -> MovementBucket:
+def movement_bucket(move: Decimal | float, config: WeekTypeThresholds) -> MovementBucket:
     """The WC bucket of a move; each boundary belongs to the bucket nearer flat (exactly -5 % is SLIGHT_DOWN)."""
     m = _measure(move, "move")
-    t = thresholds
+    t = config
     if abs(m) <= t.flat_band:
         return MovementBucket.FLAT
     if m > 0:

@@ -35,7 +35,7 @@ from alluse.application.broker_port import (
 )
 from alluse.application.market_ports import MarketData, TradingCalendar
 from alluse.application.ports import Clock
-from alluse.domain.config import OrdersConfig
+from alluse.domain.config import AllUseConfig
 from alluse.domain.errors import Conflict, MarketDataGap, NotFound, ValidationFailed
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
 from alluse.domain.ticks import TickRule
@@ -79,12 +79,14 @@ class PaperBrokerSettings(BaseModel):
     ticks: TickRule = Field(default_factory=TickRule, description="Price grid of options and equities.")
 
     @classmethod
-    def from_orders_config(cls, orders: OrdersConfig, **overrides: object) -> PaperBrokerSettings:
-        """The option commission is the one ALL-USE's configuration states (orders section)."""
+    def from_config(cls, config: AllUseConfig, **overrides: object) -> PaperBrokerSettings:
+        """The option commission (orders section) and the price grid (ticks) are the ones ALL-USE's
+        configuration states; `overrides` set any other field (or replace these)."""
         return cls.model_validate(
             {
-                "option_commission_per_contract": orders.commission_per_contract,
-                "option_commission_min": orders.commission_min_per_order,
+                "option_commission_per_contract": config.orders.commission_per_contract,
+                "option_commission_min": config.orders.commission_min_per_order,
+                "ticks": config.ticks,
                 **overrides,
             }
         )
