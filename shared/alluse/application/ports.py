@@ -11,6 +11,7 @@ from alluse.domain.accounts import Account, CashMovement, ChainHead
 from alluse.domain.alerts import Alert
 from alluse.domain.audit import AuditRecord
 from alluse.domain.config_versions import ConfigVersion
+from alluse.domain.orders import ManagedOrder
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class AccountChange:
     movements: Sequence[CashMovement] = ()
     config: ConfigVersion | None = None
     claim_brokerage_id: str | None = None
+    orders: Sequence[ManagedOrder] = ()  # order versions to store (created or changed)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class AccountStore(Protocol):
     def commit(self, change: AccountChange) -> Account: ...
 
     def movements(self, account_id: str) -> list[CashMovement]: ...
+
+    def orders(self, account_id: str) -> list[ManagedOrder]: ...
 
     def brokerage_owner(self, brokerage_id: str) -> str | None: ...
 

@@ -127,6 +127,8 @@ class Account:
     parent_id: str | None = None
     lineage_id: str | None = None
     movements: int = 0  # count of cash movements, for deterministic movement ids
+    executions_booked: int = 0  # broker executions of this account booked into sleeves (append-only list)
+    settlements_booked: int = 0  # broker expiry settlements booked into sleeves
     audit_head: ChainHead = field(default_factory=ChainHead)
     version: int | None = None  # optimistic-lock token owned by the store; None = never stored
 

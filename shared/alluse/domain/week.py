@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
 
 from alluse.domain.config import DeltaBand, WeekModeConfig, WeekTypeThresholds
 from alluse.domain.errors import ValidationFailed
@@ -367,3 +370,22 @@ def type_accuracy(records: Iterable[WeekRecord]) -> Fraction | None:
     """Share of weeks whose predicted type matched the type at close; None if none had both."""
     hits = [rec.type_hit for rec in records if rec.type_hit is not None]
     return Fraction(sum(hits), len(hits)) if hits else None
+
+
+def prior_week_measures(
+    dates: npt.NDArray[np.datetime64], closes: npt.NDArray[np.float64], today: date
+) -> tuple[float, float, float] | None:
+    """Monday's guess inputs from the index's daily closes: the last completed week's return, that
+    week's realised volatility and the past year's (both annualised). None without enough history."""
+    week_start = np.datetime64(today - timedelta(days=today.weekday()), "D")
+    before = closes[dates < week_start]
+    days = dates[dates < week_start]
+    if before.shape[0] < 30:
+        return None
+    last_week = days >= days[-1] - np.timedelta64(int(days[-1].astype(date).weekday()), "D")
+    start = int(np.argmax(last_week))
+    week_returns = np.diff(np.log(before[max(start - 1, 0) :]))
+    year_returns = np.diff(np.log(before[-253:]))
+    annual = float(np.sqrt(252))
+    week_vol = float(np.std(week_returns, ddof=0)) * annual if week_returns.size else 0.0
+    return float(before[-1] / before[max(start - 1, 0)] - 1), week_vol, float(np.std(year_returns, ddof=1)) * annual

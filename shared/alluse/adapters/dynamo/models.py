@@ -58,6 +58,8 @@ class AccountItem(Model):
     created_at = UnicodeAttribute()
     sleeves = JSONAttribute()  # {kind: {cash_cents, buffer_cents, contributed_cents}} as ints
     movements = NumberAttribute(default=0)
+    executions_booked = NumberAttribute(default=0)
+    settlements_booked = NumberAttribute(default=0)
     audit_seq = NumberAttribute(default=0)
     audit_hash = UnicodeAttribute()
     version = VersionAttribute()
@@ -106,6 +108,18 @@ class ConfigVersionItem(Model):
     at = UnicodeAttribute()
 
 
+class OrderItem(Model):
+    """One version of one order intent (domain ManagedOrder), under its account."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # ORDER#<intent id>
+    state = UnicodeAttribute()
+    order = JSONAttribute()
+
+
 class AuditItem(Model):
     class Meta(_Meta):
         pass
@@ -152,6 +166,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     CashMovementItem,
     ConfigVersionItem,
     AuditItem,
+    OrderItem,
     BrokerClaimItem,
     SequenceItem,
 )

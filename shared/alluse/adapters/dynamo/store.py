@@ -19,11 +19,13 @@ from alluse.adapters.dynamo.models import (
     CashMovementItem,
     ConfigVersionItem,
     GlobalItem,
+    OrderItem,
     SequenceItem,
     account_pk,
     scope_pk,
     seq_sk,
 )
+from alluse.adapters.dynamo.order_codec import order_from_json, order_to_json
 from alluse.application.ports import AccountChange, GlobalChange, GlobalState
 from alluse.domain.accounts import (
     Account,
@@ -38,6 +40,7 @@ from alluse.domain.audit import AuditRecord
 from alluse.domain.config_versions import ConfigVersion
 from alluse.domain.errors import Conflict, NotFound
 from alluse.domain.instruments import instrument_from_symbol
+from alluse.domain.orders import ManagedOrder
 from alluse.domain.sleeves import SleeveKind
 
 
@@ -80,7 +83,21 @@ class DynamoAccountStore:
             for record in change.audit:
                 tw.save(_audit_to_item(record), condition=AuditItem.pk.does_not_exist())
                 labels.append("audit")
+            for order in change.orders:  # guarded by the account's version condition above
+                tw.save(
+                    OrderItem(
+                        account_pk(order.account_id),
+                        f"ORDER#{order.intent_id}",
+                        state=order.state.value,
+                        order=order_to_json(order),
+                    )
+                )
+                labels.append("order")
         return _with_version(account, (account.version or 0) + 1)
+
+    def orders(self, account_id: str) -> list[ManagedOrder]:
+        items = OrderItem.query(account_pk(account_id), OrderItem.sk.startswith("ORDER#"), consistent_read=True)
+        return [order_from_json(i.order) for i in items]
 
     def movements(self, account_id: str) -> list[CashMovement]:
         items = CashMovementItem.query(account_pk(account_id), CashMovementItem.sk.startswith("CASH#"))
@@ -192,6 +209,8 @@ def _account_to_item(a: Account) -> AccountItem:
         created_at=_iso(a.created_at),
         sleeves={k.value: _sleeve_to_json(s) for k, s in a.sleeves.items()},
         movements=a.movements,
+        executions_booked=a.executions_booked,
+        settlements_booked=a.settlements_booked,
         audit_seq=a.audit_head.seq,
         audit_hash=a.audit_head.hash,
     )
@@ -212,6 +231,8 @@ def _account_from_item(i: AccountItem) -> Account:
         parent_id=i.parent_id,
         lineage_id=i.lineage_id,
         movements=int(i.movements),
+        executions_booked=int(i.executions_booked),
+        settlements_booked=int(i.settlements_booked),
         audit_head=ChainHead(int(i.audit_seq), i.audit_hash),
         version=i.version,
     )

@@ -1,0 +1,368 @@
+"""The trading cycle: advance ONE account by one step of its weekly routine.
+
+A step, at the clock's "now":
+1. reconcile the account's orders with its broker by ref (adopt fills, resubmit an in-flight order the
+   broker never received under the same ref, report orphans) — an unknown outcome is never a reject;
+2. book the broker's new fills and expiry settlements into the sleeves that own them;
+3. plan each sleeve's entries (strategies, week-mode delta shift), pass each through the risk engine,
+   save it as SUBMITTING, then place it: a crash after saving is recovered by step 1 of the next run,
+   and the deterministic intent id means the broker never holds two orders for one intent.
+
+Accounts never wait on each other: a fleet runs this per account (see `run_fleet_step`).
+Not yet part of a step: ATR scans, repricing and timeouts, week classification at the close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from alluse.application.alerting import AlertDesk
+from alluse.application.broker_port import Broker
+from alluse.application.configuration import ConfigurationService
+from alluse.application.market_ports import MarketData, TradingCalendar
+from alluse.application.ports import AccountChange, AccountStore, Clock
+from alluse.domain.accounts import Account, AccountStatus
+from alluse.domain.alerts import Alert, AlertType, Priority
+from alluse.domain.audit import AuditEvent, chain
+from alluse.domain.brokerage import OrderRequest, OrderType
+from alluse.domain.config import AllUseConfig, DeltaBand
+from alluse.domain.errors import AllUseError, Conflict
+from alluse.domain.instruments import Equity, OptionContract, OptionRight
+from alluse.domain.ledger import book_execution, book_settlement
+from alluse.domain.market import NEW_YORK, OptionChain
+from alluse.domain.orders import (
+    AlertMismatch,
+    AlertOrphan,
+    ManagedOrder,
+    OrderState,
+    Quote,
+    Resubmit,
+    apply_broker_order,
+    intent_id,
+    intent_stem,
+    plan_order,
+    reconcile,
+    record_resubmission,
+    transition,
+)
+from alluse.domain.risk import KillSwitches, OrderIntent, RiskContext, RiskDecision, StarlabGrant, check
+from alluse.domain.sleeves import SleeveKind
+from alluse.domain.strategies import EntryDecision, EntryPlan, SleeveBook, plan_entries
+from alluse.domain.week import WeekMode, delta_shift, guess_week_mode, prior_week_measures
+
+TRADING_SLEEVES = (SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM)
+_TRADABLE = (AccountStatus.ACTIVE, AccountStatus.SAFE)
+
+
+@dataclass
+class StepReport:
+    account_id: str
+    at: datetime
+    week_mode: WeekMode | None = None
+    booked_executions: int = 0
+    booked_settlements: int = 0
+    placed: list[ManagedOrder] = field(default_factory=list)
+    denied: list[tuple[EntryPlan, RiskDecision]] = field(default_factory=list)
+    awaiting_human: list[EntryPlan] = field(default_factory=list)
+    skipped: dict[tuple[SleeveKind, str], str] = field(default_factory=dict)  # why a ticker got no entry
+    problems: list[str] = field(default_factory=list)
+
+
+class TradingCycle:
+    def __init__(
+        self,
+        store: AccountStore,
+        broker: Broker,
+        market: MarketData,
+        calendar: TradingCalendar,
+        clock: Clock,
+        alerts: AlertDesk,
+        *,
+        index_ticker: str = "SPY",
+        kill_switches: KillSwitches | None = None,
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._market = market
+        self._calendar = calendar
+        self._clock = clock
+        self._alerts = alerts
+        self._configuration = ConfigurationService(store, clock)
+        self._index = index_ticker
+        self.kill_switches = kill_switches or KillSwitches()
+
+    def step(self, account_id: str) -> StepReport:
+        now = self._clock.now()
+        report = StepReport(account_id, now)
+        account = self._store.get(account_id)
+        if account.status not in _TRADABLE or account.brokerage_id is None:
+            return report
+        cfg = self._configuration.effective(account_id)
+        orders = {o.intent_id: o for o in self._store.orders(account_id)}
+        changed = self._reconcile(account, orders, cfg, report)
+        account = self._book(account, orders, report)
+        account = self._commit(account, changed.values(), self._booking_events(report))
+        if self._calendar.is_open(now) and account.status is AccountStatus.ACTIVE:
+            account = self._enter(account, orders, cfg, report)
+        return report
+
+    # --- 1. reconcile ------------------------------------------------------------------------------
+    def _reconcile(
+        self, account: Account, orders: dict[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
+    ) -> dict[str, ManagedOrder]:
+        brokerage_id = _linked(account)
+        known = list(orders.values())  # finished ones too: the broker still lists them under their refs
+        result = reconcile(
+            known, self._broker.orders(brokerage_id), self._broker.executions(brokerage_id), report.at, cfg.orders
+        )
+        changed = {o.intent_id: o for o in result.orders if orders.get(o.intent_id) != o}
+        for action in result.actions:
+            if isinstance(action, Resubmit):  # same ref: the broker cannot make it a second order
+                order = record_resubmission(changed.get(action.intent_id, orders[action.intent_id]), report.at)
+                placed = self._broker.place_order(brokerage_id, action.request)
+                changed[order.intent_id] = apply_broker_order(order, placed, report.at)
+            elif isinstance(action, AlertOrphan | AlertMismatch):
+                if isinstance(action, AlertOrphan):
+                    orphan = action.broker_order
+                    why = f"broker order {orphan.broker_order_id} has unknown ref {orphan.client_ref}"
+                else:
+                    why = f"{action.intent_id}: {action.why}"
+                report.problems.append(why)
+                self._alert(account, AlertType.TECHNICAL_ALERT, Priority.HIGH, "order reconciliation", why, report.at)
+        orders.update(changed)
+        return changed
+
+    # --- 2. book fills and settlements --------------------------------------------------------------
+    def _book(self, account: Account, orders: Mapping[str, ManagedOrder], report: StepReport) -> Account:
+        brokerage_id = _linked(account)
+        for execution in self._broker.executions(brokerage_id)[account.executions_booked :]:
+            order = orders.get(execution.client_ref)
+            if order is None:  # not ours to book: hold the line until a human sorts it out
+                report.problems.append(f"fill {execution.execution_id} has unknown ref {execution.client_ref}")
+                break
+            account = book_execution(account, order.sleeve, execution)
+            account = replace(account, executions_booked=account.executions_booked + 1)
+            report.booked_executions += 1
+        for settlement in self._broker.settlements(brokerage_id)[account.settlements_booked :]:
+            try:
+                account = book_settlement(account, settlement)
+            except Conflict as err:
+                report.problems.append(str(err))
+                break
+            account = replace(account, settlements_booked=account.settlements_booked + 1)
+            report.booked_settlements += 1
+        return account
+
+    # --- 3. entries ---------------------------------------------------------------------------------
+    def _enter(
+        self, account: Account, orders: dict[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
+    ) -> Account:
+        mode = self._week_mode(report.at, cfg)
+        report.week_mode = mode
+        shift = delta_shift(mode, cfg.week_mode) if mode else Decimal(0)
+        entries: list[tuple[EntryPlan, ManagedOrder]] = []
+        for sleeve in TRADING_SLEEVES:
+            for plan, option_chain in self._sleeve_plans(account, sleeve, shift, cfg, report):
+                order = self._approved_order(account, plan, option_chain, orders, shift, cfg, report)
+                if order is not None:
+                    entries.append((plan, order))
+        if not entries:
+            return account
+        submitting = [transition(o, OrderState.SUBMITTING, report.at, "placing") for _, o in entries]
+        events = [AuditEvent("ORDER_SUBMITTING", _order_details(o)) for o in submitting]
+        account = self._commit(account, submitting, events)  # saved BEFORE the broker hears of it
+        acknowledged = []
+        for order in submitting:
+            placed = self._broker.place_order(_linked(account), order.request)
+            acknowledged.append(apply_broker_order(order, placed, report.at))
+        report.placed.extend(acknowledged)
+        orders.update({o.intent_id: o for o in acknowledged})
+        booked = report.booked_executions
+        account = self._book(account, orders, report)  # marketable orders fill at once
+        events = [AuditEvent("ORDER_ACKNOWLEDGED", _order_details(o)) for o in acknowledged]
+        if report.booked_executions > booked:
+            events.append(AuditEvent("BROKER_ACTIVITY_BOOKED", {"executions": report.booked_executions - booked}))
+        return self._commit(account, acknowledged, events)
+
+    def _sleeve_plans(
+        self, account: Account, sleeve: SleeveKind, shift: Decimal, cfg: AllUseConfig, report: StepReport
+    ) -> Iterable[tuple[EntryPlan, OptionChain]]:
+        balance = account.sleeve(sleeve)
+        if balance.cash_cents <= 0:
+            return []
+        strategy = getattr(cfg, sleeve.value.lower())
+        held = {i.ticker for i, q in balance.positions.items() if isinstance(i, Equity) and q > 0}
+        tickers = sorted(set(strategy.tickers) | held)
+        chains = {t: self._market.chain(t, report.at) for t in tickers if t in self._market.tickers()}
+        book = SleeveBook(
+            sleeve=sleeve,
+            free_cash_cents=balance.cash_cents - balance.collateral_cents,
+            buffer_cents=balance.buffer_cents,
+            value_cents=balance.cash_cents,
+            shares={i.ticker: q for i, q in balance.positions.items() if isinstance(i, Equity)},
+            open_short_options={i: q for i, q in balance.positions.items() if isinstance(i, OptionContract)},
+        )
+        plan = plan_entries(sleeve, book, chains, report.at, shift, cfg)
+        report.skipped.update(
+            {(sleeve, ticker): f"{skip.code}: {skip.detail}" for ticker, skip in plan.skipped.items()}
+        )
+        return [(p, chains[p.contract.underlying]) for p in plan.plans]
+
+    def _approved_order(
+        self,
+        account: Account,
+        plan: EntryPlan,
+        chain: OptionChain,
+        orders: Mapping[str, ManagedOrder],
+        shift: Decimal,
+        cfg: AllUseConfig,
+        report: StepReport,
+    ) -> ManagedOrder | None:
+        contract = plan.contract
+        ref = intent_id(
+            account.account_id, plan.sleeve, _week_start(report.at), "OPEN", contract.underlying, contract.right.value
+        )
+        if any(intent_stem(known) == intent_stem(ref) for known in orders):
+            return None  # this week's entry for this ticker exists already: a re-run never sells twice
+        if plan.decision is not EntryDecision.PLACE:
+            report.awaiting_human.append(plan)
+            self._alert(
+                account,
+                AlertType.TRADE_OPPORTUNITY,
+                Priority.HIGH,
+                "premium below floor",
+                f"{contract.symbol}: {plan.alert_reason}",
+                report.at,
+            )
+            return None
+        quote = chain.find(contract)
+        intent = OrderIntent(
+            account.account_id,
+            plan.sleeve,
+            contract,
+            plan.side,
+            plan.quantity,
+            True,
+            plan.limit_price_cents,
+            quote=quote,
+        )
+        decision = check(intent, self._risk_context(account, plan, shift, cfg))
+        if not decision.allowed:
+            report.denied.append((plan, decision))
+            self._alert(
+                account,
+                AlertType.PROTOCOL_BREACH,
+                Priority.MEDIUM,
+                f"entry denied: {decision.reason}",
+                f"{contract.symbol}: {decision.message}",
+                report.at,
+            )
+            return None
+        request = OrderRequest(ref, contract, plan.side, plan.quantity, OrderType.LIMIT, plan.limit_price_cents)
+        reference = Quote(quote.bid_cents, quote.ask_cents) if quote else None
+        return plan_order(account.account_id, plan.sleeve, request, reference_quote=reference)
+
+    def _risk_context(self, account: Account, plan: EntryPlan, shift: Decimal, cfg: AllUseConfig) -> RiskContext:
+        balance = account.sleeve(plan.sleeve)
+        strategy = getattr(cfg, plan.sleeve.value.lower())
+        band = strategy.delta_band
+        if plan.contract.right is OptionRight.CALL and plan.sleeve is SleeveKind.GEN:
+            band = cfg.gen.covered_call.delta_band
+        shares = sum(q for i, q in balance.positions.items() if i == Equity(plan.contract.underlying))
+        covered = sum(
+            -q * i.multiplier
+            for i, q in balance.positions.items()
+            if isinstance(i, OptionContract)
+            and i.underlying == plan.contract.underlying
+            and i.right.value == "C"
+            and q < 0
+        )
+        return RiskContext(
+            account_status=account.status,
+            kill_switches=self.kill_switches,
+            free_cash_cents=balance.cash_cents - balance.buffer_cents - balance.collateral_cents,
+            buffer_cents=balance.buffer_cents,
+            cash_required_cents=plan.cash_required_cents,
+            delta_band=DeltaBand(min=band.min + shift, max=band.max + shift),
+            premium_floor_pct=strategy.premium_floor_pct,
+            sleeve_paused=False,
+            tripped_breaker=None,
+            starlab=StarlabGrant.from_config(cfg),
+            blacklist=frozenset(cfg.circuit_breakers.blacklist),
+            risk=cfg.risk,
+            uncovered_shares=max(shares - covered, 0),
+            premium_floor_policy=cfg.hitl.premium_floor_policy,
+        )
+
+    def _week_mode(self, now: datetime, cfg: AllUseConfig) -> WeekMode | None:
+        if self._index not in self._market.tickers():
+            return None
+        today = now.astimezone(NEW_YORK).date()
+        bars = self._market.daily_bars(self._index, through=today)
+        measures = prior_week_measures(bars.dates, bars.close, today)
+        if measures is None:
+            return None
+        return guess_week_mode(*measures, cfg.week_mode)
+
+    # --- plumbing -------------------------------------------------------------------------------------
+    def _commit(self, account: Account, orders: Iterable[ManagedOrder], events: Sequence[AuditEvent]) -> Account:
+        orders = list(orders)
+        if not orders and not events:
+            return account  # bookings always come with an event, so nothing changed
+        records, head = chain(account.account_id, account.audit_head, events, actor="protocol", at=self._clock.now())
+        return self._store.commit(
+            AccountChange(account=replace(account, audit_head=head), audit=records, orders=orders)
+        )
+
+    def _booking_events(self, report: StepReport) -> list[AuditEvent]:
+        if not (report.booked_executions or report.booked_settlements):
+            return []
+        details = {"executions": report.booked_executions, "settlements": report.booked_settlements}
+        return [AuditEvent("BROKER_ACTIVITY_BOOKED", details)]
+
+    def _alert(
+        self, account: Account, kind: AlertType, priority: Priority, title: str, body: str, at: datetime
+    ) -> None:
+        alert = Alert(kind, priority, account.account_id, title, body, (), f"{account.account_id}:{title}:{body}", at)
+        self._alerts.raise_alert(alert, trading_day=self._calendar.is_session(at.astimezone(NEW_YORK).date()))
+
+
+def run_fleet_step(cycle: TradingCycle, account_ids: Sequence[str]) -> dict[str, StepReport | str]:
+    """Step every account on its own: an error in one is reported for that account, the others go on."""
+    outcomes: dict[str, StepReport | str] = {}
+    for account_id in account_ids:
+        try:
+            outcomes[account_id] = cycle.step(account_id)
+        except AllUseError as err:
+            outcomes[account_id] = f"{type(err).__name__}: {err}"
+        except Exception as err:
+            outcomes[account_id] = f"unexpected {type(err).__name__}: {err}"
+    return outcomes
+
+
+def _linked(account: Account) -> str:
+    if account.brokerage_id is None:
+        raise Conflict(f"account {account.account_id} has no brokerage account", field="brokerage_id")
+    return account.brokerage_id
+
+
+def _week_start(at: datetime) -> date:
+    day = at.astimezone(NEW_YORK).date()
+    return day - timedelta(days=day.weekday())
+
+
+def _order_details(order: ManagedOrder) -> dict[str, object]:
+    request = order.request
+    return {
+        "intent_id": order.intent_id,
+        "sleeve": order.sleeve.value,
+        "instrument": request.instrument.symbol,
+        "side": request.side.value,
+        "quantity": request.quantity,
+        "limit_price_cents": request.limit_price_cents,
+        "state": order.state.value,
+        "broker_order_id": order.broker_order_id,
+    }

@@ -1,0 +1,174 @@
+"""The trading cycle on the embedded world: simulated market, paper broker, the real store on moto."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from alluse.adapters.dynamo.store import DynamoAccountStore
+from alluse.adapters.local.notifier import FileNotifier
+from alluse.adapters.paper.broker import PaperBroker
+from alluse.adapters.sim.market import SimulatedMarket
+from alluse.application.accounts import AccountService
+from alluse.application.alerting import AlertDesk
+from alluse.application.audit import AuditService
+from alluse.application.clock import SimulatedClock
+from alluse.application.trading import TradingCycle, run_fleet_step
+from alluse.domain.brokerage import OrderRequest
+from alluse.domain.config import default_config
+from alluse.domain.instruments import OptionContract, OptionRight
+from alluse.domain.ledger import broker_mismatches
+from alluse.domain.market import NEW_YORK
+from alluse.domain.orders import OrderState
+from alluse.domain.risk import KillSwitches, TradingState
+from alluse.domain.sleeves import SleeveKind
+from tests.conftest import new_account
+
+THU, FRI = date(2026, 12, 3), date(2026, 12, 4)
+
+
+def at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=NEW_YORK)
+
+
+class World:
+    def __init__(
+        self, store: DynamoAccountStore, tmp_path: Path, *, accounts: int = 1, floor_policy: str = "place"
+    ) -> None:
+        self.clock = SimulatedClock(at(THU, 10))
+        self.market = SimulatedMarket.generated(date(2026, 1, 2), date(2027, 3, 31), self.clock, seed=7)
+        self.broker = PaperBroker(self.market, self.market.calendar, self.clock)
+        self.store = store
+        self.notifier = FileNotifier(tmp_path / "alerts.jsonl")
+        desk = AlertDesk(self.notifier, default_config().alerts)
+        self.cycle = TradingCycle(store, self.broker, self.market, self.market.calendar, self.clock, desk)
+        service = AccountService(store, self.clock)
+        self.ids = []
+        for n in range(accounts):
+            overrides = {"hitl": {"premium_floor_policy": floor_policy}}
+            account = service.create(new_account(brokerage_id=f"DU{5_000_000 + n}", overrides=overrides), actor="t")
+            self.broker.open_account(account.brokerage_id or "", account.cash_cents)
+            self.ids.append(account.account_id)
+
+    def mismatches(self, account_id: str) -> list[str]:
+        account = self.store.get(account_id)
+        return broker_mismatches(account, self.broker.account(account.brokerage_id or ""))
+
+
+@pytest.fixture
+def world(store: DynamoAccountStore, tmp_path: Path) -> World:
+    return World(store, tmp_path)
+
+
+def test_thursday_gen_acc_sells_puts_and_the_books_match_the_broker(world: World) -> None:
+    [account_id] = world.ids
+    report = world.cycle.step(account_id)
+    entered = {o.request.instrument.underlying for o in report.placed}  # type: ignore[union-attr]
+    assert entered and entered <= {"TSLA", "NVDA"}
+    for ticker in {"TSLA", "NVDA"} - entered:  # a ticker without an entry says why (e.g. no strike in the band)
+        assert report.skipped[(SleeveKind.GEN, ticker)]
+    assert all(o.sleeve is SleeveKind.GEN for o in report.placed)  # Rev trades Mon-Wed, Com on Monday
+    for order in report.placed:
+        contract = order.request.instrument
+        assert isinstance(contract, OptionContract) and contract.right is OptionRight.PUT and contract.expiry == FRI
+    world.broker.step()  # resting limits work in the market
+    world.clock.advance_to(at(THU, 10, 15))
+    world.cycle.step(account_id)
+    gen = world.store.get(account_id).sleeve(SleeveKind.GEN)
+    assert gen.premium_cents > 0 and gen.collateral_cents > 0
+    assert gen.collateral_cents <= gen.cash_cents - gen.buffer_cents  # cash-secured, buffer untouched
+    assert world.mismatches(account_id) == []
+    assert AuditService(world.store).verify(account_id).ok
+
+
+def test_below_the_floor_a_human_is_asked_and_nothing_is_placed(store: DynamoAccountStore, tmp_path: Path) -> None:
+    world = World(store, tmp_path, floor_policy="ask")  # the product default
+    report = world.cycle.step(world.ids[0])
+    assert not report.placed and report.awaiting_human
+    assert all(p.below_floor for p in report.awaiting_human)
+    delivered = world.notifier.delivered()
+    assert delivered and all(a["priority"] == "HIGH" and a["type"] == "TRADE_OPPORTUNITY" for a in delivered)
+
+
+def test_a_rerun_never_places_the_same_intent_twice(world: World) -> None:
+    [account_id] = world.ids
+    first = world.cycle.step(account_id)
+    assert first.placed and not world.cycle.step(account_id).placed  # the same instant again: nothing new
+    world.clock.advance_to(at(THU, 10, 30))
+    later = world.cycle.step(account_id)  # may enter a ticker that had no strike in band before, never a repeat
+    first_refs = {o.intent_id for o in first.placed}
+    assert not first_refs & {o.intent_id for o in later.placed}
+    brokerage_id = world.store.get(account_id).brokerage_id or ""
+    refs = [o.client_ref for o in world.broker.orders(brokerage_id)]
+    assert len(refs) == len(set(refs)) == len(first.placed) + len(later.placed)
+    tickers = [o.request.instrument.underlying for o in first.placed + later.placed]  # type: ignore[union-attr]
+    assert len(tickers) == len(set(tickers))  # one Gen-Acc entry per ticker per week
+
+
+class CrashAfterPlacing:
+    """The broker takes the order, then the process dies before the acknowledgement is saved."""
+
+    def __init__(self, broker: PaperBroker) -> None:
+        self._broker = broker
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._broker, name)
+
+    def place_order(self, brokerage_id: str, request: OrderRequest) -> object:
+        self._broker.place_order(brokerage_id, request)
+        raise SystemExit("crash between placement and acknowledgement")
+
+
+def test_a_crash_between_placement_and_acknowledgement_leaves_exactly_one_order(world: World) -> None:
+    [account_id] = world.ids
+    crashing = TradingCycle(
+        world.store,
+        CrashAfterPlacing(world.broker),
+        world.market,
+        world.market.calendar,
+        world.clock,  # type: ignore[arg-type]
+        AlertDesk(world.notifier, default_config().alerts),
+    )
+    with pytest.raises(SystemExit):
+        crashing.step(account_id)
+    in_flight = world.store.orders(account_id)
+    assert in_flight and all(o.state is OrderState.SUBMITTING for o in in_flight)  # saved before placing
+    world.clock.advance_to(at(THU, 10, 15))
+    recovered = world.cycle.step(account_id)  # the restart: reconcile adopts what the broker holds
+    brokerage_id = world.store.get(account_id).brokerage_id or ""
+    refs = [o.client_ref for o in world.broker.orders(brokerage_id)]
+    assert len(refs) == len(set(refs)) == len(in_flight)  # exactly one broker order per intent
+    assert not recovered.placed
+    assert all(o.state is not OrderState.SUBMITTING for o in world.store.orders(account_id))
+    assert world.mismatches(account_id) == []
+
+
+def test_friday_close_settles_into_the_sleeves(world: World) -> None:
+    [account_id] = world.ids
+    world.cycle.step(account_id)
+    world.broker.step()
+    world.clock.advance_to(at(FRI, 16, 30))
+    report = world.cycle.step(account_id)
+    assert report.booked_settlements >= 1
+    gen = world.store.get(account_id).sleeve(SleeveKind.GEN)
+    assert not any(isinstance(i, OptionContract) for i in gen.positions)  # every weekly put settled
+    assert world.mismatches(account_id) == []
+
+
+def test_halted_symbol_is_denied_with_its_reason(world: World) -> None:
+    [account_id] = world.ids
+    world.cycle.kill_switches = KillSwitches().with_symbol("NVDA", TradingState.HALTED)
+    report = world.cycle.step(account_id)
+    assert "NVDA" not in {o.request.instrument.underlying for o in report.placed}  # type: ignore[union-attr]
+    [(plan, decision)] = report.denied
+    assert plan.contract.underlying == "NVDA" and decision.reason == "KILL_SWITCH_HALTED"
+    assert any("entry denied" in a["title"] for a in world.notifier.delivered())  # type: ignore[operator]
+
+
+def test_one_failing_account_does_not_stop_the_fleet(store: DynamoAccountStore, tmp_path: Path) -> None:
+    world = World(store, tmp_path, accounts=3)
+    outcomes = run_fleet_step(world.cycle, [world.ids[0], "ACC-99999", world.ids[2]])
+    assert isinstance(outcomes["ACC-99999"], str) and "NotFound" in outcomes["ACC-99999"]
+    assert all(not isinstance(outcomes[i], str) and outcomes[i].placed for i in (world.ids[0], world.ids[2]))  # type: ignore[union-attr]
