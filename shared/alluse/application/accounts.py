@@ -94,7 +94,7 @@ class AccountService:
 
     def link_broker(self, account_id: str, brokerage_id: str, *, actor: str) -> Account:
         def apply(account: Account) -> tuple[Account, list[AuditEvent], dict[str, Any]]:
-            pattern = self._config.effective(account_id).account.brokerage_id_pattern
+            pattern = self._config.effective_for_known(account_id).account.brokerage_id_pattern
             self._require_unclaimed(brokerage_id, pattern)
             linked = domain.link_broker(account, brokerage_id, pattern=pattern)
             return linked, _link_events(brokerage_id, previous=account.status), {"claim": brokerage_id}
@@ -103,7 +103,7 @@ class AccountService:
 
     def deposit(self, account_id: str, amount_cents: int, *, actor: str, reason: str = "") -> Account:
         def apply(account: Account) -> tuple[Account, list[AuditEvent], dict[str, Any]]:
-            cfg = self._config.effective(account_id)
+            cfg = self._config.effective_for_known(account_id)
             funded, movement = domain.deposit(
                 account,
                 amount_cents,
@@ -118,7 +118,7 @@ class AccountService:
 
     def withdraw(self, account_id: str, amount_cents: int, *, actor: str, reason: str = "") -> Account:
         def apply(account: Account) -> tuple[Account, list[AuditEvent], dict[str, Any]]:
-            cfg = self._config.effective(account_id)
+            cfg = self._config.effective_for_known(account_id)
             paid, movement = domain.withdraw(
                 account, amount_cents, weights=cfg.allocation.weights(), now=self._clock.now(), reason=reason
             )

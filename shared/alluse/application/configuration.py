@@ -46,6 +46,10 @@ class ConfigurationService:
         if account_id is None:
             return effective_config(self.overrides_of_global())
         self._store.get(account_id)  # an unknown account is an error, not the defaults
+        return self.effective_for_known(account_id)
+
+    def effective_for_known(self, account_id: str) -> AllUseConfig:
+        """For a caller that has just read the account (no second read to prove it exists)."""
         return effective_config(self.overrides_of_global(), self.overrides_of(account_id))
 
     def history(self, account_id: str | None = None) -> list[ConfigVersion]:

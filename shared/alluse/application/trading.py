@@ -100,7 +100,7 @@ class TradingCycle:
         account = self._store.get(account_id)
         if account.status not in _TRADABLE or account.brokerage_id is None:
             return report
-        cfg = self._configuration.effective(account_id)
+        cfg = self._configuration.effective_for_known(account_id)
         orders = {o.intent_id: o for o in self._store.orders(account_id)}
         changed = self._reconcile(account, orders, cfg, report)
         account = self._book(account, orders, report)
