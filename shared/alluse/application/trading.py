@@ -166,7 +166,7 @@ class TradingCycle:
         entries: list[tuple[EntryPlan, ManagedOrder]] = []
         for sleeve in TRADING_SLEEVES:
             for plan, option_chain in self._sleeve_plans(account, sleeve, shift, cfg, report):
-                order = self._approved_order(account, plan, option_chain, orders, shift, cfg, report)
+                order = self._approved_order(account, plan, option_chain, orders, cfg, report)
                 if order is not None:
                     entries.append((plan, order))
         if not entries:
@@ -217,7 +217,6 @@ class TradingCycle:
         plan: EntryPlan,
         chain: OptionChain,
         orders: Mapping[str, ManagedOrder],
-        shift: Decimal,
         cfg: AllUseConfig,
         report: StepReport,
     ) -> ManagedOrder | None:
@@ -249,7 +248,7 @@ class TradingCycle:
             plan.limit_price_cents,
             quote=quote,
         )
-        decision = check(intent, self._risk_context(account, plan, shift, cfg))
+        decision = check(intent, self._risk_context(account, plan, cfg))
         if not decision.allowed:
             report.denied.append((plan, decision))
             self._alert(
@@ -265,20 +264,15 @@ class TradingCycle:
         reference = Quote(quote.bid_cents, quote.ask_cents) if quote else None
         return plan_order(account.account_id, plan.sleeve, request, reference_quote=reference)
 
-    def _risk_context(self, account: Account, plan: EntryPlan, shift: Decimal, cfg: AllUseConfig) -> RiskContext:
+    def _risk_context(self, account: Account, plan: EntryPlan, cfg: AllUseConfig) -> RiskContext:
         balance = account.sleeve(plan.sleeve)
         strategy = getattr(cfg, plan.sleeve.value.lower())
-        band = strategy.delta_band
-        if plan.contract.right is OptionRight.CALL and plan.sleeve is SleeveKind.GEN:
-            band = cfg.gen.covered_call.delta_band
-        shares = sum(q for i, q in balance.positions.items() if i == Equity(plan.contract.underlying))
+        underlying = plan.contract.underlying
+        shares = balance.quantity(Equity(underlying))
         covered = sum(
             -q * i.multiplier
             for i, q in balance.positions.items()
-            if isinstance(i, OptionContract)
-            and i.underlying == plan.contract.underlying
-            and i.right.value == "C"
-            and q < 0
+            if isinstance(i, OptionContract) and i.underlying == underlying and i.right is OptionRight.CALL and q < 0
         )
         return RiskContext(
             account_status=account.status,
@@ -286,7 +280,7 @@ class TradingCycle:
             free_cash_cents=balance.cash_cents - balance.buffer_cents - balance.collateral_cents,
             buffer_cents=balance.buffer_cents,
             cash_required_cents=plan.cash_required_cents,
-            delta_band=DeltaBand(min=band.min + shift, max=band.max + shift),
+            delta_band=DeltaBand(min=plan.delta_band[0], max=plan.delta_band[1]),  # the band the strategy used
             premium_floor_pct=strategy.premium_floor_pct,
             sleeve_paused=False,
             tripped_breaker=None,

@@ -140,6 +140,7 @@ class EntryPlan:
     premium_pct: Decimal  # limit price ÷ strike
     delta: float
     cash_required_cents: int  # strike × 100 × quantity for a put; 0 for a covered call
+    delta_band: tuple[Decimal, Decimal]  # the week-mode-shifted band the strike was chosen in
     decision: EntryDecision
     below_floor: bool
     alert_reason: str | None
@@ -368,6 +369,7 @@ def _entry_plan(
         premium_pct=premium_pct,
         delta=quote.delta,
         cash_required_cents=contract.strike_cents * OPTION_MULTIPLIER * quantity if is_put else 0,
+        delta_band=band,
         decision=decision,
         below_floor=alert is not None,
         alert_reason=alert,

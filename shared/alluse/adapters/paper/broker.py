@@ -19,7 +19,9 @@ from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alluse.application.broker_port import (
+from alluse.application.market_ports import MarketData, TradingCalendar
+from alluse.application.ports import Clock
+from alluse.domain.brokerage import (
     BrokerAccountState,
     BrokerOrder,
     Execution,
@@ -33,8 +35,6 @@ from alluse.application.broker_port import (
     Side,
     TimeInForce,
 )
-from alluse.application.market_ports import MarketData, TradingCalendar
-from alluse.application.ports import Clock
 from alluse.domain.config import AllUseConfig
 from alluse.domain.errors import Conflict, MarketDataGap, NotFound, ValidationFailed
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
