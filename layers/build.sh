@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=layers/build
 rm -rf "$out" && mkdir -p "$out/python"
-# boto3 is in the Lambda runtime; moto, typer, rich and ib-async are for the CLI, tests and the Fargate gateway.
-grep -E '^(pydantic|pynamodb|aws-lambda-powertools|aws-xray-sdk)==' requirements.txt > "$out/requirements.txt"
+# boto3 is in the Lambda runtime; moto, typer, rich, ib-async, scipy, pandas and exchange-calendars serve the
+# CLI, the simulator, tests and the Fargate gateway. numpy is the domain's own (market types, tick grid).
+grep -E '^(pydantic|pynamodb|aws-lambda-powertools|aws-xray-sdk|numpy)==' requirements.txt > "$out/requirements.txt"
 if [ -x .venv/bin/uv ]; then
   .venv/bin/uv pip install -q --target "$out/python" --python .venv/bin/python -r "$out/requirements.txt" --no-deps ./shared
   .venv/bin/uv pip install -q --target "$out/python" --python .venv/bin/python -r "$out/requirements.txt"
