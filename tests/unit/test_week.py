@@ -282,3 +282,20 @@ def test_week_records_feed_accuracy() -> None:
 def test_week_record_starts_on_monday() -> None:
     with pytest.raises(ValidationFailed):
         WeekRecord("ACC-001", SleeveKind.GEN, date(2026, 11, 24))
+
+
+def test_prior_week_measures_read_the_last_completed_week() -> None:
+    import numpy as np
+
+    from alluse.domain.week import prior_week_measures
+
+    sessions = np.arange(np.datetime64("2026-09-01"), np.datetime64("2026-12-05"))
+    sessions = sessions[np.is_busday(sessions)]  # weekdays only: enough for the measure
+    closes = np.full(sessions.shape, 100.0)
+    last_friday = np.datetime64("2026-11-27")
+    closes[sessions == last_friday] = 103.0  # the week of 23 Nov ends 3 % up on the week before
+    closes[sessions > last_friday] = 999.0  # this week is not looked at
+    week_return, week_vol, reference = prior_week_measures(sessions, closes, date(2026, 12, 2), CFG)  # type: ignore[misc]
+    assert week_return == pytest.approx(0.03) and week_vol > 0 and reference > 0
+    short = CFG.model_copy(update={"min_history_sessions": len(sessions)})
+    assert prior_week_measures(sessions, closes, date(2026, 12, 2), short) is None

@@ -81,7 +81,6 @@ class TradingCycle:
         clock: Clock,
         alerts: AlertDesk,
         *,
-        index_ticker: str = "SPY",
         kill_switches: KillSwitches | None = None,
     ) -> None:
         self._store = store
@@ -91,7 +90,6 @@ class TradingCycle:
         self._clock = clock
         self._alerts = alerts
         self._configuration = ConfigurationService(store, clock)
-        self._index = index_ticker
         self.kill_switches = kill_switches or KillSwitches()
 
     def step(self, account_id: str) -> StepReport:
@@ -292,11 +290,12 @@ class TradingCycle:
         )
 
     def _week_mode(self, now: datetime, cfg: AllUseConfig) -> WeekMode | None:
-        if self._index not in self._market.tickers():
+        index = cfg.week_mode.index_ticker
+        if index not in self._market.tickers():
             return None
         today = now.astimezone(NEW_YORK).date()
-        bars = self._market.daily_bars(self._index, through=today)
-        measures = prior_week_measures(bars.dates, bars.close, today)
+        bars = self._market.daily_bars(index, through=today)
+        measures = prior_week_measures(bars.dates, bars.close, today, cfg.week_mode)
         if measures is None:
             return None
         return guess_week_mode(*measures, cfg.week_mode)

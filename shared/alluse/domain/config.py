@@ -543,6 +543,16 @@ class WeekModeConfig(_Section):
     )
     guess_day: TradingDay = Field(default=Weekday.MON, description="Day the week mode is guessed (A4: Monday).")
     guess_time: ClockTime = Field(default=time(9, 45), description="Time the week mode is guessed (A4: 09:45 ET).")
+    index_ticker: Ticker = Field(default="SPY", description="The index whose prior week sets the guess (B§5: indices).")
+    min_history_sessions: int = Field(
+        default=30, ge=6, le=2520, description="Sessions of index history needed before a week mode is guessed."
+    )
+    vol_reference_sessions: int = Field(
+        default=252,
+        ge=20,
+        le=2520,
+        description="Sessions of the reference volatility a week's is judged against.",
+    )
 
     @field_validator("choppy_correlation")
     @classmethod

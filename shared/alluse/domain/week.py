@@ -373,19 +373,20 @@ def type_accuracy(records: Iterable[WeekRecord]) -> Fraction | None:
 
 
 def prior_week_measures(
-    dates: npt.NDArray[np.datetime64], closes: npt.NDArray[np.float64], today: date
+    dates: npt.NDArray[np.datetime64], closes: npt.NDArray[np.float64], today: date, config: WeekModeConfig
 ) -> tuple[float, float, float] | None:
     """Monday's guess inputs from the index's daily closes: the last completed week's return, that
-    week's realised volatility and the past year's (both annualised). None without enough history."""
+    week's realised volatility and the reference volatility over `vol_reference_sessions` (both
+    annualised over 252 sessions). None without `min_history_sessions` of history."""
     week_start = np.datetime64(today - timedelta(days=today.weekday()), "D")
     before = closes[dates < week_start]
     days = dates[dates < week_start]
-    if before.shape[0] < 30:
+    if before.shape[0] < config.min_history_sessions:
         return None
     last_week = days >= days[-1] - np.timedelta64(int(days[-1].astype(date).weekday()), "D")
-    start = int(np.argmax(last_week))
-    week_returns = np.diff(np.log(before[max(start - 1, 0) :]))
-    year_returns = np.diff(np.log(before[-253:]))
+    start = max(int(np.argmax(last_week)) - 1, 0)  # the previous week's last close
+    week_returns = np.diff(np.log(before[start:]))
+    reference_returns = np.diff(np.log(before[-(config.vol_reference_sessions + 1) :]))
     annual = float(np.sqrt(252))
     week_vol = float(np.std(week_returns, ddof=0)) * annual if week_returns.size else 0.0
-    return float(before[-1] / before[max(start - 1, 0)] - 1), week_vol, float(np.std(year_returns, ddof=1)) * annual
+    return float(before[-1] / before[start] - 1), week_vol, float(np.std(reference_returns, ddof=1)) * annual
