@@ -9,7 +9,10 @@ A step, at the clock's "now":
    and the deterministic intent id means the broker never holds two orders for one intent.
 
 Accounts never wait on each other: a fleet runs this per account (see `run_fleet_step`).
-Not yet part of a step: ATR scans, repricing and timeouts, week classification at the close.
+With `carry_state`, a cycle keeps each account's record, orders and configuration between its steps
+(one run = one cycle), so a step that changes nothing costs no store request; any error drops what was
+carried and the next step reads afresh. Configuration changes then take effect at the next run.
+Not yet part of a step: ATR scans, repricing and timeouts (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from alluse.application.ports import AccountChange, AccountStore, Clock
 from alluse.domain.accounts import Account, AccountStatus
 from alluse.domain.alerts import Alert, AlertType, Priority
 from alluse.domain.audit import AuditEvent, chain
-from alluse.domain.brokerage import OrderRequest, OrderType
-from alluse.domain.config import AllUseConfig, DeltaBand
+from alluse.domain.brokerage import Execution, OrderRequest, OrderType, Settlement
+from alluse.domain.config import AllUseConfig, DeltaBand, WeekModeConfig
 from alluse.domain.errors import AllUseError, Conflict
 from alluse.domain.instruments import Equity, OptionContract, OptionRight
 from alluse.domain.ledger import book_execution, book_settlement
@@ -51,7 +54,7 @@ from alluse.domain.orders import (
 from alluse.domain.risk import KillSwitches, OrderIntent, RiskContext, RiskDecision, StarlabGrant, check
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.strategies import EntryDecision, EntryPlan, SleeveBook, plan_entries
-from alluse.domain.week import WeekMode, delta_shift, guess_week_mode, prior_week_measures
+from alluse.domain.week import WeekMode, WeekRecord, delta_shift, guess_week_mode, prior_week_measures
 
 TRADING_SLEEVES = (SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM)
 _TRADABLE = (AccountStatus.ACTIVE, AccountStatus.SAFE)
@@ -69,6 +72,16 @@ class StepReport:
     awaiting_human: list[EntryPlan] = field(default_factory=list)
     skipped: dict[tuple[SleeveKind, str], str] = field(default_factory=dict)  # why a ticker got no entry
     problems: list[str] = field(default_factory=list)
+    fills: list[tuple[SleeveKind, Execution]] = field(default_factory=list)  # booked in this step
+    settlements: list[Settlement] = field(default_factory=list)  # booked in this step
+    account: Account | None = None  # the account as this step left it
+
+
+@dataclass
+class _Carried:
+    account: Account
+    orders: dict[str, ManagedOrder]
+    cfg: AllUseConfig
 
 
 class TradingCycle:
@@ -82,6 +95,7 @@ class TradingCycle:
         alerts: AlertDesk,
         *,
         kill_switches: KillSwitches | None = None,
+        carry_state: bool = False,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -91,30 +105,72 @@ class TradingCycle:
         self._alerts = alerts
         self._configuration = ConfigurationService(store, clock)
         self.kill_switches = kill_switches or KillSwitches()
+        self._carry = carry_state
+        self._carried: dict[str, _Carried] = {}
+        self._modes: dict[tuple[date, WeekModeConfig], WeekMode | None] = {}  # one index read per day
 
     def step(self, account_id: str) -> StepReport:
         now = self._clock.now()
         report = StepReport(account_id, now)
-        account = self._store.get(account_id)
+        carried = self._carried.pop(account_id, None)  # popped: an error below leaves nothing stale behind
+        account = carried.account if carried else self._store.get(account_id)
+        report.account = account
         if account.status not in _TRADABLE or account.brokerage_id is None:
             return report
-        cfg = self._configuration.effective_for_known(account_id)
-        orders = {o.intent_id: o for o in self._store.orders(account_id)}
+        cfg = carried.cfg if carried else self._configuration.effective_for_known(account_id)
+        orders = carried.orders if carried else {o.intent_id: o for o in self._store.orders(account_id)}
+        account = self._advance(account, orders, cfg, report)
+        report.account = account
+        if self._carry:
+            self._carried[account_id] = _Carried(account, orders, cfg)
+        return report
+
+    def _advance(
+        self, account: Account, orders: dict[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
+    ) -> Account:
+        now = report.at
         changed = self._reconcile(account, orders, cfg, report)
         account = self._book(account, orders, report)
         account = self._commit(account, changed.values(), self._booking_events(report))
         if self._calendar.is_open(now) and account.status is AccountStatus.ACTIVE:
             account = self._enter(account, orders, cfg, report)
-        return report
+        return account
+
+    def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
+        """Store the judged week (mode guessed and confirmed, type code per sleeve) in the account's chain."""
+        carried = self._carried.pop(account_id, None)
+        account = carried.account if carried else self._store.get(account_id)
+        events = [AuditEvent("WEEK_CLOSED", {"sleeves": [_week_details(r) for r in records]})]
+        account = self._commit(account, [], events)
+        if carried is not None:
+            self._carried[account_id] = replace(carried, account=account)
+
+    def report_failure(self, account_id: str, why: str) -> None:
+        """An account whose step raised: forget what was carried for it and alert (the fleet goes on)."""
+        self._carried.pop(account_id, None)
+        now = self._clock.now()
+        title = "account step failed"
+        alert = Alert(
+            AlertType.TECHNICAL_ALERT, Priority.HIGH, account_id, title, why, (), f"{account_id}:{title}", now
+        )
+        self._alerts.raise_alert(alert, trading_day=self._calendar.is_session(now.astimezone(NEW_YORK).date()))
 
     # --- 1. reconcile ------------------------------------------------------------------------------
     def _reconcile(
         self, account: Account, orders: dict[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
     ) -> dict[str, ManagedOrder]:
         brokerage_id = _linked(account)
-        known = list(orders.values())  # finished ones too: the broker still lists them under their refs
+        broker_orders = self._broker.orders(brokerage_id)
+        # Orders finished on both sides have nothing left to reconcile; leaving them (and the broker's
+        # records under their refs) out keeps a step's cost to the live orders, not the account's history.
+        live_at_broker = {b.client_ref for b in broker_orders if not b.status.is_final}
+        settled = {r for r, o in orders.items() if o.state.is_terminal and r not in live_at_broker}
         result = reconcile(
-            known, self._broker.orders(brokerage_id), self._broker.executions(brokerage_id), report.at, cfg.orders
+            [o for r, o in orders.items() if r not in settled],
+            [b for b in broker_orders if b.client_ref not in settled],
+            [e for e in self._broker.executions(brokerage_id) if e.client_ref not in settled],
+            report.at,
+            cfg.orders,
         )
         changed = {o.intent_id: o for o in result.orders if orders.get(o.intent_id) != o}
         for action in result.actions:
@@ -144,6 +200,7 @@ class TradingCycle:
             account = book_execution(account, order.sleeve, execution)
             account = replace(account, executions_booked=account.executions_booked + 1)
             report.booked_executions += 1
+            report.fills.append((order.sleeve, execution))
         for settlement in self._broker.settlements(brokerage_id)[account.settlements_booked :]:
             try:
                 account = book_settlement(account, settlement)
@@ -152,6 +209,7 @@ class TradingCycle:
                 break
             account = replace(account, settlements_booked=account.settlements_booked + 1)
             report.booked_settlements += 1
+            report.settlements.append(settlement)
         return account
 
     # --- 3. entries ---------------------------------------------------------------------------------
@@ -170,7 +228,8 @@ class TradingCycle:
         if not entries:
             return account
         submitting = [transition(o, OrderState.SUBMITTING, report.at, "placing") for _, o in entries]
-        events = [AuditEvent("ORDER_SUBMITTING", _order_details(o)) for o in submitting]
+        # One audit record per commit (its orders listed): each record is a stored item, and items are cost.
+        events = [AuditEvent("ORDERS_SUBMITTING", {"orders": [_order_details(o) for o in submitting]})]
         account = self._commit(account, submitting, events)  # saved BEFORE the broker hears of it
         acknowledged = []
         for order in submitting:
@@ -180,9 +239,10 @@ class TradingCycle:
         orders.update({o.intent_id: o for o in acknowledged})
         booked = report.booked_executions
         account = self._book(account, orders, report)  # marketable orders fill at once
-        events = [AuditEvent("ORDER_ACKNOWLEDGED", _order_details(o)) for o in acknowledged]
+        details: dict[str, object] = {"orders": [_order_details(o) for o in acknowledged]}
         if report.booked_executions > booked:
-            events.append(AuditEvent("BROKER_ACTIVITY_BOOKED", {"executions": report.booked_executions - booked}))
+            details["executions_booked"] = report.booked_executions - booked
+        events = [AuditEvent("ORDERS_ACKNOWLEDGED", details)]
         return self._commit(account, acknowledged, events)
 
     def _sleeve_plans(
@@ -290,10 +350,16 @@ class TradingCycle:
         )
 
     def _week_mode(self, now: datetime, cfg: AllUseConfig) -> WeekMode | None:
+        today = now.astimezone(NEW_YORK).date()
+        key = (today, cfg.week_mode)
+        if key not in self._modes:
+            self._modes[key] = self._guess_week_mode(today, cfg)
+        return self._modes[key]
+
+    def _guess_week_mode(self, today: date, cfg: AllUseConfig) -> WeekMode | None:
         index = cfg.week_mode.index_ticker
         if index not in self._market.tickers():
             return None
-        today = now.astimezone(NEW_YORK).date()
         bars = self._market.daily_bars(index, through=today)
         measures = prior_week_measures(bars.dates, bars.close, today, cfg.week_mode)
         if measures is None:
@@ -345,6 +411,16 @@ def _linked(account: Account) -> str:
 def _week_start(at: datetime) -> date:
     day = at.astimezone(NEW_YORK).date()
     return day - timedelta(days=day.weekday())
+
+
+def _week_details(record: WeekRecord) -> dict[str, object]:
+    return {
+        "sleeve": record.sleeve.value,
+        "week_start": record.week_start.isoformat(),
+        "mode_guessed": record.mode_guessed.value if record.mode_guessed else None,
+        "mode_confirmed": record.mode_confirmed.value if record.mode_confirmed else None,
+        "type_at_close": record.type_at_close.value if record.type_at_close else None,
+    }
 
 
 def _order_details(order: ManagedOrder) -> dict[str, object]:

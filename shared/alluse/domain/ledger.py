@@ -8,12 +8,13 @@ the proceeds — no separate gain at assignment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from alluse.domain.accounts import Account, SleeveBalance
 from alluse.domain.brokerage import BrokerAccountState, Execution, Settlement, SettlementKind, Side
-from alluse.domain.errors import Conflict
+from alluse.domain.errors import Conflict, MarketDataGap
 from alluse.domain.instruments import Equity, Instrument, OptionContract
 from alluse.domain.sleeves import SleeveKind
 
@@ -149,3 +150,19 @@ def _apply(
 def _share(total: int, part: int, whole: int) -> int:
     """total × part / whole to the cent, half-even (the cost released by a partial close)."""
     return int((Decimal(total) * part / whole).to_integral_value(ROUND_HALF_EVEN))
+
+
+def equity_cents(account: Account, marks_cents: Mapping[Instrument, int]) -> int:
+    """Cash plus every position at its mark (per share / per contract share, × multiplier).
+
+    A position without a mark is a gap, never silently valued at zero."""
+    total = 0
+    for balance in account.sleeves.values():
+        total += balance.cash_cents
+        for instrument, quantity in balance.positions.items():
+            if quantity == 0:
+                continue
+            if instrument not in marks_cents:
+                raise MarketDataGap(f"no mark for {instrument.symbol}", field="marks_cents")
+            total += quantity * instrument.multiplier * marks_cents[instrument]
+    return total

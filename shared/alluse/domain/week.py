@@ -12,7 +12,7 @@ the configuration (``AllUseConfig.week_mode`` for the mode, ``AllUseConfig.week_
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -22,9 +22,10 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
+from alluse.domain.brokerage import SettlementKind
 from alluse.domain.config import DeltaBand, WeekModeConfig, WeekTypeThresholds
 from alluse.domain.errors import ValidationFailed
-from alluse.domain.instruments import OptionRight
+from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.sleeves import SleeveKind
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "delta_shift",
     "guess_week_mode",
     "movement_bucket",
+    "observe_sleeve_week",
     "shifted_band",
     "type_accuracy",
 ]
@@ -313,6 +315,38 @@ def _call_week(outcome: WeekOutcome | None, move: Decimal, t: WeekTypeThresholds
     if move >= -t.recovery_threshold:
         return WeekType.C_RO
     return WeekType.C_REC
+
+
+_OUTCOMES = {
+    SettlementKind.EXPIRED_WORTHLESS: WeekOutcome.EXPIRED_WORTHLESS,
+    SettlementKind.ASSIGNED: WeekOutcome.ASSIGNED,
+    SettlementKind.CALLED_AWAY: WeekOutcome.CALLED_AWAY,
+}
+
+
+def observe_sleeve_week(
+    sold: Sequence[tuple[OptionContract, int]],
+    settled: Mapping[OptionContract, SettlementKind],
+    closes_cents: Mapping[str, int],
+    basis_cents: Mapping[str, int],
+) -> SleeveWeek:
+    """A sleeve's week from what happened: the short options it sold (contract, contracts), how expiry
+    settled them, the underlyings' closes and, for calls, the share cost basis per share before the
+    call-away. A sleeve that sold several contracts is judged by the largest by notional (strike ×
+    contracts): the position that dominates the sleeve's risk. Nothing sold: an idle week."""
+    if not sold:
+        return SleeveWeek.idle()
+    contract, _ = max(sold, key=lambda item: (item[0].strike_cents * abs(item[1]), item[0].symbol))
+    kind = settled.get(contract)
+    outcome = _OUTCOMES.get(kind, WeekOutcome.CLOSED) if kind else WeekOutcome.OPEN
+    reference = contract.strike_cents
+    if contract.right is OptionRight.CALL:
+        reference = basis_cents.get(contract.underlying, reference)
+    close = closes_cents.get(contract.underlying)
+    if close is None:
+        raise ValidationFailed(f"no close for {contract.underlying}", field="closes_cents")
+    move = Decimal(close) / Decimal(reference) - 1
+    return SleeveWeek(traded=True, side=contract.right, outcome=outcome, move=move)
 
 
 def movement_bucket(move: Decimal | float, config: WeekTypeThresholds) -> MovementBucket:

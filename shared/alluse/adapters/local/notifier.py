@@ -15,8 +15,9 @@ _LOG = logging.getLogger("alluse.alerts")
 
 
 class FileNotifier:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, log: bool = True) -> None:
         self.path = path
+        self._log = log  # a long simulation writes thousands: the file keeps them, the console need not
         self._lock = threading.Lock()
 
     def deliver(self, alert: Alert) -> None:
@@ -30,7 +31,10 @@ class FileNotifier:
             "action_script": list(alert.action_script),
             "dedupe_key": alert.dedupe_key,
         }
-        _LOG.warning("%s %s %s: %s", alert.priority.name, alert.type.value, alert.account_id or "GLOBAL", alert.title)
+        if self._log:
+            _LOG.warning(
+                "%s %s %s: %s", alert.priority.name, alert.type.value, alert.account_id or "GLOBAL", alert.title
+            )
         line = json.dumps(record, sort_keys=True) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,13 @@ from alluse.adapters.dynamo.table import TABLE, table_name
 SNAPSHOT_FILE = "dynamodb.jsonl"
 _EMULATOR_LOCK = threading.RLock()
 _tuned = False
+_requests = 0  # DynamoDB requests served in this process (each API call, as AWS would bill it)
+
+
+def dynamodb_requests() -> int:
+    """How many DynamoDB requests the embedded emulator has answered in this process so far."""
+    return _requests
+
 
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -108,7 +115,9 @@ def _tune_moto_dynamodb() -> None:
     transact_write_items = DynamoDBBackend.transact_write_items
 
     def serialized_call_action(self: DynamoHandler) -> Any:
+        global _requests
         with _EMULATOR_LOCK:
+            _requests += 1
             return call_action(self)
 
     def transact_write_items_with_item_backups(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:

@@ -1,0 +1,257 @@
+"""Run the weekly protocol for a set of accounts over simulated weeks (the main job's engine).
+
+The clock moves through each session's scheduled moments (`step_moments`); at each one the broker
+works its resting orders and every account takes one `TradingCycle.step`, on its own: an account that
+raises is marked failed, alerted and left out of later steps, and the others go on. After the week's last
+close each account's week is judged (equity, income, week mode confirmed, week-type code per sleeve) and
+recorded in its audit chain.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from alluse.application.broker_port import Broker
+from alluse.application.market_ports import MarketData, TradingCalendar
+from alluse.application.run_results import AccountRun, AccountWeek
+from alluse.application.trading import TRADING_SLEEVES, StepReport, TradingCycle
+from alluse.domain.accounts import Account
+from alluse.domain.brokerage import SettlementKind, Side
+from alluse.domain.config import AllUseConfig
+from alluse.domain.errors import AllUseError
+from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
+from alluse.domain.ledger import equity_cents
+from alluse.domain.market import NEW_YORK
+from alluse.domain.sleeves import SleeveKind
+from alluse.domain.week import (
+    WeekMode,
+    WeekRecord,
+    classify_week,
+    confirm_week_mode,
+    observe_sleeve_week,
+    prior_week_measures,
+)
+
+MAX_EVENTS_PER_WEEK = 20  # texts kept per account-week for the report; counts are kept in full
+
+
+def step_moments(day: date, close: datetime, cfg: AllUseConfig) -> list[datetime]:
+    """When accounts step on a session: every entry window's start, then every scan interval inside
+    the windows (passive fills get their chance, a rerun changes nothing), and just after the close
+    (expiries settle, the week is judged)."""
+    interval = timedelta(minutes=cfg.atr_protocol.scan_interval_minutes)
+    windows = [cfg.gen.entry, cfg.gen.covered_call.entry, cfg.rev.entry, cfg.com.entry]
+    moments: set[datetime] = set()
+    for window in windows:
+        at = datetime.combine(day, window.start, NEW_YORK)
+        end = datetime.combine(day, window.end, NEW_YORK)
+        while at < end and at < close:
+            moments.add(at)
+            at += interval
+    moments.add(close + timedelta(minutes=1))
+    return sorted(moments)
+
+
+@dataclass
+class _Tally:
+    """What one account did since its week began."""
+
+    start: Account
+    before_close: Account | None = None
+    fills: list[tuple[SleeveKind, OptionContract, int]] = field(default_factory=list)  # options sold
+    trades: int = 0
+    settled: dict[OptionContract, SettlementKind] = field(default_factory=dict)
+    closes: dict[str, int] = field(default_factory=dict)
+    mode_guessed: WeekMode | None = None
+    events: list[str] = field(default_factory=list)
+
+
+class ProtocolRun:
+    """Steps accounts through weeks. `advance_to` moves the shared simulated clock forward."""
+
+    def __init__(
+        self,
+        cycle: TradingCycle,
+        broker: Broker,
+        market: MarketData,
+        calendar: TradingCalendar,
+        advance_to: Callable[[datetime], object],
+        cfg: AllUseConfig,
+        *,
+        step_broker: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._cycle = cycle
+        self._broker = broker
+        self._market = market
+        self._calendar = calendar
+        self._advance_to = advance_to
+        self._cfg = cfg
+        self._step_broker = step_broker
+        self.events: Counter[str] = Counter()
+
+    def run(
+        self,
+        accounts: Sequence[Account],
+        first_monday: date,
+        weeks: int,
+        *,
+        on_week: Callable[[int], None] = lambda n: None,
+    ) -> list[AccountRun]:
+        names = {a.account_id: a.name for a in accounts}
+        start_equity = {a.account_id: a.cash_cents for a in accounts}
+        history: dict[str, list[AccountWeek]] = {a.account_id: [] for a in accounts}
+        failures: dict[str, str] = {}
+        live = {a.account_id: a for a in accounts}
+        for n in range(weeks):
+            monday = first_monday + timedelta(weeks=n)
+            tallies = {i: _Tally(a) for i, a in live.items() if i not in failures}
+            sessions = [d for d in (monday + timedelta(days=k) for k in range(5)) if self._calendar.is_session(d)]
+            for day in sessions:
+                close = self._calendar.close_at(day)
+                for moment in step_moments(day, close, self._cfg):
+                    self._advance_to(moment)
+                    self._step_broker()
+                    self._step_all(tallies, failures, live, is_close=moment > close)
+            if sessions:
+                confirmed = self._confirmed_mode(monday)
+                for account_id, tally in tallies.items():
+                    if account_id not in failures:
+                        history[account_id].append(self._close_week(live[account_id], tally, monday, confirmed))
+            on_week(n + 1)
+        return [AccountRun(i, names[i], start_equity[i], tuple(history[i]), failures.get(i)) for i in sorted(names)]
+
+    # --- stepping --------------------------------------------------------------------------------
+    def _step_all(
+        self, tallies: dict[str, _Tally], failures: dict[str, str], live: dict[str, Account], *, is_close: bool
+    ) -> None:
+        for account_id, tally in tallies.items():
+            if account_id in failures:
+                continue
+            if is_close:
+                tally.before_close = live[account_id]
+            try:
+                report = self._cycle.step(account_id)
+            except AllUseError as err:
+                failures[account_id] = self._fail(account_id, f"{type(err).__name__}: {err}")
+                continue
+            except Exception as err:  # one account's bug must not stop the fleet
+                failures[account_id] = self._fail(account_id, f"unexpected {type(err).__name__}: {err}")
+                continue
+            if report.account is not None:
+                live[account_id] = report.account
+            self._tally(tally, report)
+
+    def _fail(self, account_id: str, why: str) -> str:
+        self.events["account failed"] += 1
+        self._cycle.report_failure(account_id, why)
+        return why
+
+    def _tally(self, tally: _Tally, report: StepReport) -> None:
+        if report.week_mode is not None and tally.mode_guessed is None:
+            tally.mode_guessed = report.week_mode
+        for sleeve, execution in report.fills:
+            tally.trades += 1
+            if isinstance(execution.instrument, OptionContract) and execution.side is Side.SELL:
+                tally.fills.append((sleeve, execution.instrument, execution.quantity))
+        for settlement in report.settlements:
+            if isinstance(settlement.instrument, OptionContract):
+                tally.settled[settlement.instrument] = settlement.kind
+                tally.closes[settlement.instrument.underlying] = settlement.underlying_close_cents
+        texts = [f"placed {o.request.instrument.symbol}" for o in report.placed]
+        texts += [f"denied {d.reason}: {p.contract.symbol}" for p, d in report.denied]
+        texts += [f"awaiting human (premium below floor): {p.contract.symbol}" for p in report.awaiting_human]
+        texts += [f"problem: {p}" for p in report.problems]
+        self.events.update(_kind(t) for t in texts)
+        room = MAX_EVENTS_PER_WEEK - len(tally.events)
+        tally.events.extend(texts[: max(room, 0)])
+
+    # --- judging the week ------------------------------------------------------------------------------
+    def _close_week(self, account: Account, tally: _Tally, monday: date, confirmed: WeekMode | None) -> AccountWeek:
+        at = self._calendar.close_at(self._last_session(monday))
+        before = tally.before_close or account
+        codes: dict[str, str] = {}
+        records = []
+        for sleeve in TRADING_SLEEVES:
+            sold = [(c, q) for s, c, q in tally.fills if s is sleeve]
+            closes = dict(tally.closes)
+            for contract, _ in sold:
+                if contract.underlying not in closes:
+                    closes[contract.underlying] = _cents(self._market.price(contract.underlying, at))
+            observed = observe_sleeve_week(sold, tally.settled, closes, _basis(before, sleeve))
+            code = classify_week(observed, self._cfg.week_types)
+            codes[sleeve.value] = code.value
+            records.append(WeekRecord(account.account_id, sleeve, monday, tally.mode_guessed, confirmed, None, code))
+        self._cycle.record_week(account.account_id, records)
+        start, end = tally.start, account
+        return AccountWeek(
+            account_id=account.account_id,
+            week_start=monday,
+            equity_cents=equity_cents(account, self._marks(account, at)),
+            premium_cents=_total(end, "premium_cents") - _total(start, "premium_cents"),
+            realized_cents=_total(end, "realized_cents") - _total(start, "realized_cents"),
+            commission_cents=_total(end, "commission_cents") - _total(start, "commission_cents"),
+            trades=tally.trades,
+            mode_guessed=tally.mode_guessed.value if tally.mode_guessed else None,
+            mode_confirmed=confirmed.value if confirmed else None,
+            week_types=codes,
+            events=tuple(tally.events),
+        )
+
+    def _last_session(self, monday: date) -> date:
+        days = [monday + timedelta(days=k) for k in range(5)]
+        return [d for d in days if self._calendar.is_session(d)][-1]
+
+    def _confirmed_mode(self, monday: date) -> WeekMode | None:
+        index = self._cfg.week_mode.index_ticker
+        if index not in self._market.tickers():
+            return None
+        next_monday = monday + timedelta(weeks=1)
+        bars = self._market.daily_bars(index, through=self._last_session(monday))
+        measures = prior_week_measures(bars.dates, bars.close, next_monday, self._cfg.week_mode)
+        return confirm_week_mode(*measures, self._cfg.week_mode) if measures else None
+
+    def _marks(self, account: Account, at: datetime) -> dict[Instrument, int]:
+        held = {i for b in account.sleeves.values() for i, q in b.positions.items() if q}
+        marks: dict[Instrument, int] = {}
+        for instrument in held:
+            if isinstance(instrument, Equity):
+                marks[instrument] = _cents(self._market.price(instrument.ticker, at))
+            elif isinstance(instrument, OptionContract):
+                marks[instrument] = self._option_mark(instrument, at)
+        return marks
+
+    def _option_mark(self, contract: OptionContract, at: datetime) -> int:
+        quote = self._market.chain(contract.underlying, at).find(contract)
+        if quote is not None:
+            return (quote.bid_cents + quote.ask_cents) // 2
+        spot = _cents(self._market.price(contract.underlying, at))  # not listed any more: intrinsic value
+        if contract.right is OptionRight.PUT:
+            return max(contract.strike_cents - spot, 0)
+        return max(spot - contract.strike_cents, 0)
+
+
+def _kind(text: str) -> str:
+    head = text.split(":", 1)[0]
+    return head.split(" ")[0] if head.startswith("placed") else head
+
+
+def _cents(price: float) -> int:
+    return int((Decimal(repr(price)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def _total(account: Account, attribute: str) -> int:
+    return sum(int(getattr(b, attribute)) for b in account.sleeves.values())
+
+
+def _basis(account: Account, sleeve: SleeveKind) -> dict[str, int]:
+    """Share cost per share of the sleeve's holdings (what a call week is judged against)."""
+    balance = account.sleeve(sleeve)
+    return {
+        i.ticker: balance.costs.get(i, 0) // q
+        for i, q in balance.positions.items()
+        if isinstance(i, Equity) and q > 0 and balance.costs.get(i, 0) > 0
+    }
