@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ACCOUNTS ?= 100
+WEEKS ?= 26
 SEED ?= 7
+DEMO_CONFIG ?= config/demo.json
 
 .PHONY: demo test lint fmt install clean synth layer bench
 
@@ -23,7 +25,7 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt requirements-infra.txt sha
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/alluse demo --accounts $(ACCOUNTS) --seed $(SEED)
+	$(VENV)/bin/alluse demo --accounts $(ACCOUNTS) --weeks $(WEEKS) --seed $(SEED) --config $(DEMO_CONFIG)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2
@@ -37,9 +39,10 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format shared functions tests bench infra app.py
 	$(VENV)/bin/ruff check --fix shared functions tests bench infra app.py
 
-# Throughput figures (not timed tests): pricing, chains, paper broker, a simulated week.
+# Throughput figures (not timed tests): pricing, chains, paper broker, a simulated week, the protocol fleet run.
 bench: $(STAMP)
 	$(PY) -m bench.market_bench
+	$(PY) -m bench.protocol_bench
 
 # CloudFormation template into cdk.out/, offline; cdk-nag findings fail it.
 synth: $(STAMP)

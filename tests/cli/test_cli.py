@@ -129,13 +129,26 @@ def test_audit_verify_reports_a_tampered_record(cli: Cli) -> None:
     assert "ACC-00001 at record 2" in result.err and "altered" in result.err
 
 
-def test_demo_creates_a_fleet(tmp_path: Path, cli: Cli) -> None:
-    state = tmp_path / "demo"
-    out = cli.ok("demo", "--accounts", "6", "--seed", "3", "--state-dir", str(state))
-    assert "Fleet allocation — 6 accounts (ACTIVE 6)" in out
-    assert "audit chains verified: 7/7 intact" in out
-    listed = cli.ok("--state-dir", str(state), "accounts", "list")
-    assert listed.count(" ACTIVE ") == 6 and listed.count("DU") >= 6
+def test_demo_runs_the_protocol_and_writes_an_offline_report(tmp_path: Path, cli: Cli) -> None:
+    config = tmp_path / "demo.json"
+    config.write_text('{"hitl": {"premium_floor_policy": "place"}}')
+    report_dir = tmp_path / "demo"
+    args = ("--accounts", "2", "--weeks", "1", "--seed", "3", "--workers", "1", "--out-dir", str(report_dir))
+    out = cli.ok("demo", *args, "--config", str(config))
+    assert "Protocol run — 2 accounts × 1 weeks (seed 3)" in out
+    assert "ACC-00001" in out and "ACC-00002" in out and "event: placed" in out
+    page = (report_dir / "report.html").read_text()
+    assert "ALL-USE protocol run" in page and "<script src" not in page
+    results = json.loads((report_dir / "results.json").read_text())
+    assert results["account_weeks"] == 2 and results["trades"] > 0
+
+
+def test_demo_refuses_a_bad_configuration_file_naming_the_setting(tmp_path: Path, cli: Cli) -> None:
+    config = tmp_path / "bad.json"
+    config.write_text('{"gen": {"tickers": []}}')
+    cli.refused("demo", "--accounts", "1", "--weeks", "1", "--config", str(config), says="gen.tickers")
+    config.write_text("not json")
+    cli.refused("demo", "--accounts", "1", "--weeks", "1", "--config", str(config), says="cannot read configuration")
 
 
 def test_market_chain_and_bars(cli: Cli) -> None:

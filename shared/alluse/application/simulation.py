@@ -119,8 +119,12 @@ class ProtocolRun:
             if sessions:
                 confirmed = self._confirmed_mode(monday)
                 for account_id, tally in tallies.items():
-                    if account_id not in failures:
+                    if account_id in failures:
+                        continue
+                    try:
                         history[account_id].append(self._close_week(live[account_id], tally, monday, confirmed))
+                    except Exception as err:  # judging one account's week must not stop the fleet either
+                        failures[account_id] = self._fail(account_id, f"closing the week: {type(err).__name__}: {err}")
             on_week(n + 1)
         return [AccountRun(i, names[i], start_equity[i], tuple(history[i]), failures.get(i)) for i in sorted(names)]
 

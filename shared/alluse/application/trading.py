@@ -78,10 +78,20 @@ class StepReport:
 
 
 @dataclass
+class _Unsaved:
+    """Acknowledgements not yet written: they go with the account's next commit. Until then the store
+    holds those orders as SUBMITTING, which reconciliation resolves by ref if this memory is lost."""
+
+    orders: dict[str, ManagedOrder] = field(default_factory=dict)
+    events: list[AuditEvent] = field(default_factory=list)
+
+
+@dataclass
 class _Carried:
     account: Account
     orders: dict[str, ManagedOrder]
     cfg: AllUseConfig
+    unsaved: _Unsaved
 
 
 class TradingCycle:
@@ -119,21 +129,27 @@ class TradingCycle:
             return report
         cfg = carried.cfg if carried else self._configuration.effective_for_known(account_id)
         orders = carried.orders if carried else {o.intent_id: o for o in self._store.orders(account_id)}
-        account = self._advance(account, orders, cfg, report)
+        unsaved = carried.unsaved if carried else _Unsaved()
+        account = self._advance(account, orders, cfg, unsaved, report)
         report.account = account
         if self._carry:
-            self._carried[account_id] = _Carried(account, orders, cfg)
+            self._carried[account_id] = _Carried(account, orders, cfg, unsaved)
         return report
 
     def _advance(
-        self, account: Account, orders: dict[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
+        self,
+        account: Account,
+        orders: dict[str, ManagedOrder],
+        cfg: AllUseConfig,
+        unsaved: _Unsaved,
+        report: StepReport,
     ) -> Account:
         now = report.at
         changed = self._reconcile(account, orders, cfg, report)
         account = self._book(account, orders, report)
-        account = self._commit(account, changed.values(), self._booking_events(report))
+        account = self._commit(account, changed.values(), self._booking_events(report), unsaved)
         if self._calendar.is_open(now) and account.status is AccountStatus.ACTIVE:
-            account = self._enter(account, orders, cfg, report)
+            account = self._enter(account, orders, cfg, unsaved, report)
         return account
 
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
@@ -141,7 +157,7 @@ class TradingCycle:
         carried = self._carried.pop(account_id, None)
         account = carried.account if carried else self._store.get(account_id)
         events = [AuditEvent("WEEK_CLOSED", {"sleeves": [_week_details(r) for r in records]})]
-        account = self._commit(account, [], events)
+        account = self._commit(account, [], events, carried.unsaved if carried else None)
         if carried is not None:
             self._carried[account_id] = replace(carried, account=account)
 
@@ -214,7 +230,12 @@ class TradingCycle:
 
     # --- 3. entries ---------------------------------------------------------------------------------
     def _enter(
-        self, account: Account, orders: dict[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
+        self,
+        account: Account,
+        orders: dict[str, ManagedOrder],
+        cfg: AllUseConfig,
+        unsaved: _Unsaved,
+        report: StepReport,
     ) -> Account:
         mode = self._week_mode(report.at, cfg)
         report.week_mode = mode
@@ -230,7 +251,7 @@ class TradingCycle:
         submitting = [transition(o, OrderState.SUBMITTING, report.at, "placing") for _, o in entries]
         # One audit record per commit (its orders listed): each record is a stored item, and items are cost.
         events = [AuditEvent("ORDERS_SUBMITTING", {"orders": [_order_details(o) for o in submitting]})]
-        account = self._commit(account, submitting, events)  # saved BEFORE the broker hears of it
+        account = self._commit(account, submitting, events, unsaved)  # saved BEFORE the broker hears of it
         acknowledged = []
         for order in submitting:
             placed = self._broker.place_order(_linked(account), order.request)
@@ -243,7 +264,11 @@ class TradingCycle:
         if report.booked_executions > booked:
             details["executions_booked"] = report.booked_executions - booked
         events = [AuditEvent("ORDERS_ACKNOWLEDGED", details)]
-        return self._commit(account, acknowledged, events)
+        if self._carry and report.booked_executions == booked:  # nothing booked: the write can wait
+            unsaved.orders.update({o.intent_id: o for o in acknowledged})
+            unsaved.events.extend(events)
+            return account
+        return self._commit(account, acknowledged, events, unsaved)
 
     def _sleeve_plans(
         self, account: Account, sleeve: SleeveKind, shift: Decimal, cfg: AllUseConfig, report: StepReport
@@ -367,14 +392,27 @@ class TradingCycle:
         return guess_week_mode(*measures, cfg.week_mode)
 
     # --- plumbing -------------------------------------------------------------------------------------
-    def _commit(self, account: Account, orders: Iterable[ManagedOrder], events: Sequence[AuditEvent]) -> Account:
-        orders = list(orders)
-        if not orders and not events:
+    def _commit(
+        self,
+        account: Account,
+        orders: Iterable[ManagedOrder],
+        events: Sequence[AuditEvent],
+        unsaved: _Unsaved | None = None,
+    ) -> Account:
+        latest = {o.intent_id: o for o in orders}
+        if not latest and not events:
             return account  # bookings always come with an event, so nothing changed
+        if unsaved is not None:  # what waited goes first; a newer state of the same order wins
+            latest = {**unsaved.orders, **latest}
+            events = [*unsaved.events, *events]
         records, head = chain(account.account_id, account.audit_head, events, actor="protocol", at=self._clock.now())
-        return self._store.commit(
-            AccountChange(account=replace(account, audit_head=head), audit=records, orders=orders)
+        committed = self._store.commit(
+            AccountChange(account=replace(account, audit_head=head), audit=records, orders=list(latest.values()))
         )
+        if unsaved is not None:
+            unsaved.orders.clear()
+            unsaved.events.clear()
+        return committed
 
     def _booking_events(self, report: StepReport) -> list[AuditEvent]:
         if not (report.booked_executions or report.booked_settlements):

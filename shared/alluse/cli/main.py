@@ -6,6 +6,7 @@ Every expected error is printed as one clear line on stderr with exit code 1; us
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import sys
@@ -13,29 +14,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from alluse.adapters.local.fleet_run import RunSpec, run_fleet
 from alluse.adapters.local.runtime import LocalRuntime, default_state_dir
 from alluse.application.accounts import AccountService, NewAccount
 from alluse.application.audit import AuditService
 from alluse.application.clock import SimulatedClock, SystemClock
 from alluse.application.configuration import ConfigChange, ConfigurationService
-from alluse.application.fleet import create_fleet, plan_fleet
 from alluse.application.market_ports import MarketData
 from alluse.cli import views
 from alluse.cli.reference import config_reference_markdown
 from alluse.domain.accounts import AccountStatus
-from alluse.domain.config import default_config, parse_assignments
+from alluse.domain.config import default_config, effective_config, parse_assignments
 from alluse.domain.config_versions import GLOBAL_SCOPE
 from alluse.domain.errors import AllUseError, ValidationFailed
 from alluse.domain.fleet import summarize
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import parse_dollars
+from alluse.reporting.html import render_html
+from alluse.reporting.results import run_to_jsonable
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ALL-USE: weekly options-income protocol.")
 accounts_app = typer.Typer(no_args_is_help=True, help="Create, fund, link and inspect main accounts.")
@@ -340,36 +344,70 @@ def _parse_instant(text: str) -> datetime:
 
 @app.command("demo")
 def demo(
-    accounts: Annotated[int, typer.Option(min=1, max=5000, help="How many accounts to create.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the fleet plan (same seed, same fleet).")] = 7,
-    state_dir: Annotated[Path, typer.Option(help="Fresh state directory for the demo (emptied first).")] = Path(
+    accounts: Annotated[int, typer.Option(min=1, max=5000, help="How many independent accounts.")] = 100,
+    weeks: Annotated[int, typer.Option(min=1, max=520, help="How many weeks of the protocol to run.")] = 26,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the fleet plan and the simulated market.")] = 7,
+    config: Annotated[
+        Path | None, typer.Option(help="JSON file of global configuration overrides (nested, like config show).")
+    ] = None,
+    market_csv: Annotated[
+        Path | None, typer.Option(help="Directory of <TICKER>.csv daily bars instead of the generated market.")
+    ] = None,
+    first_monday: Annotated[str, typer.Option(help="Monday the run starts (YYYY-MM-DD).")] = "2026-01-05",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (accounts are split).")] = (
+        os.cpu_count() or 1
+    ),
+    out_dir: Annotated[Path, typer.Option(help="Where the report, results and alerts are written.")] = Path(
         ".alluse/demo"
     ),
-    quiet: Annotated[bool, typer.Option(help="Only the aggregate table.")] = False,
+    quiet: Annotated[bool, typer.Option(help="Only the fleet summary, not the per-account table.")] = False,
 ) -> None:
-    """The main job: create a fleet of independent accounts with brokerage links and show the allocation."""
-    if state_dir.exists():
-        shutil.rmtree(state_dir)
-    with _platform(state_dir) as p:
-        base = _default_capital_cents(p)
-        plans = plan_fleet(accounts, seed=seed, base_capital_cents=base)
+    """The main job: a seeded fleet runs the weekly protocol on the paper broker and simulated market."""
+    with _clear_errors():
+        spec = RunSpec(
+            accounts=accounts,
+            weeks=weeks,
+            seed=seed,
+            first_monday=_parse_day(first_monday, "first_monday"),
+            overrides=_read_overrides(config),
+            csv_dir=market_csv,
+            alerts_dir=out_dir,
+            workers=workers,
+        )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
         with Progress(
-            TextColumn("creating accounts"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out
+            TextColumn("running the protocol"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out
         ) as progress:
-            task = progress.add_task("accounts", total=len(plans))
-            result = create_fleet(p.accounts, plans, actor="demo", on_progress=lambda: progress.advance(task))
-        fleet = p.accounts.list_accounts()
-        reports = p.audit.verify_all()
+            task = progress.add_task("account-weeks", total=accounts * weeks)
+            result, not_created = run_fleet(spec, on_week=lambda n: progress.advance(task, n))
     if not quiet:
-        out.print(views.accounts_table(fleet))
-    out.print(views.fleet_table(summarize(fleet)))
-    ok = sum(r.ok for r in reports)
-    out.print(f"audit chains verified: {ok}/{len(reports)} intact")
-    for plan, reason in result.failed:
-        err.print(f"[red]not created:[/red] {plan.name}: {reason}")
-    out.print(f"state kept in {state_dir}; explore it with: alluse --state-dir {state_dir} accounts list")
-    if result.failed or ok != len(reports):
+        out.print(views.account_runs_table(result))
+    out.print(views.run_summary_table(result))
+    report = out_dir / "report.html"
+    report.write_text(render_html(result), encoding="utf-8")
+    (out_dir / "results.json").write_text(json.dumps(run_to_jsonable(result), indent=1), encoding="utf-8")
+    out.print(
+        f"report: {report} (opens offline) · results: {out_dir / 'results.json'} · alerts: {out_dir}/alerts-*.jsonl"
+    )
+    for why in not_created:
+        err.print(f"[red]not created:[/red] {why}")
+    if not_created or any(a.failure for a in result.accounts):
         raise typer.Exit(1)
+
+
+def _read_overrides(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValidationFailed(f"cannot read configuration file {path}: {error}", field="config") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed(f"{path} must hold a JSON object of settings", field="config")
+    effective_config(data)  # refused here, naming the setting, before any account exists
+    return data
 
 
 def _default_capital_cents(p: Platform) -> int:

@@ -10,6 +10,7 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
+from alluse.application.run_results import RunResult
 from alluse.domain.accounts import Account, CashMovement
 from alluse.domain.audit import AuditRecord, ChainReport
 from alluse.domain.config import AllUseConfig, diff_paths, flatten
@@ -210,3 +211,54 @@ def _option_cells(chain: OptionChain, row: int) -> list[str]:
         f"{chain.iv[row]:.0%}",
         f"{int(chain.open_interest[row]):,}",
     ]
+
+
+def _pct(part: float | None) -> str:
+    return "—" if part is None else f"{part * 100:.1f} %"
+
+
+def run_summary_table(result: RunResult) -> Table:
+    """The fleet's run in one table: equity, income, trades, win rate, week types, protocol events."""
+    table = Table(title=f"Protocol run — {len(result.accounts)} accounts × {result.weeks} weeks (seed {result.seed})")
+    table.add_column("Figure")
+    table.add_column("Value", justify="right")
+    start, end = result.start_equity_cents, result.end_equity_cents
+    hits, judged = result.mode_hits()
+    rows = [
+        ("Start equity", _money(start)),
+        ("End equity", _money(end)),
+        ("Change", f"{_money(end - start)} ({_pct((end - start) / start if start else None)})"),
+        ("Income (realised − commissions)", _money(result.income_cents)),
+        ("Premium collected", _money(sum(w.premium_cents for a in result.accounts for w in a.weeks))),
+        ("Trades (fills)", f"{result.trades:,}"),
+        ("Winning account-weeks", _pct(result.win_rate)),
+        ("Week-mode guess accuracy", f"{hits}/{judged} ({_pct(hits / judged if judged else None)})"),
+        ("Week types", ", ".join(f"{code} {n}" for code, n in sorted(result.week_type_counts().items())) or "—"),
+        ("Failed accounts", str(sum(a.failure is not None for a in result.accounts))),
+        ("Account-weeks per second", f"{result.account_weeks / result.elapsed_seconds:,.1f}"),
+        ("DynamoDB requests per account-week", f"{result.dynamodb_requests / max(result.account_weeks, 1):.1f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    for kind, count in result.protocol_events.most_common():
+        table.add_row(f"event: {kind}", f"{count:,}")
+    return table
+
+
+def account_runs_table(result: RunResult) -> Table:
+    table = Table(title="Accounts")
+    for name in ("Account", "Start", "End", "Income", "Trades", "Win rate", "Top week type", "Failure"):
+        table.add_column(name, justify="right" if name in {"Start", "End", "Income", "Trades", "Win rate"} else "left")
+    for run in result.accounts:
+        top = run.week_type_counts().most_common(1)
+        table.add_row(
+            run.account_id,
+            _money(run.start_equity_cents),
+            _money(run.end_equity_cents),
+            _money(run.income_cents),
+            str(run.trades),
+            _pct(run.win_rate),
+            f"{top[0][0]} ({top[0][1]})" if top else "—",
+            run.failure or "",
+        )
+    return table

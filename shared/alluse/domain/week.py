@@ -336,7 +336,10 @@ def observe_sleeve_week(
     contracts): the position that dominates the sleeve's risk. Nothing sold: an idle week."""
     if not sold:
         return SleeveWeek.idle()
-    contract, _ = max(sold, key=lambda item: (item[0].strike_cents * abs(item[1]), item[0].symbol))
+    contracts: dict[OptionContract, int] = {}
+    for option, quantity in sold:  # a contract filled in parts counts as a whole
+        contracts[option] = contracts.get(option, 0) + abs(quantity)
+    contract = max(contracts, key=lambda c: (c.strike_cents * contracts[c], c.symbol))
     kind = settled.get(contract)
     outcome = _OUTCOMES.get(kind, WeekOutcome.CLOSED) if kind else WeekOutcome.OPEN
     reference = contract.strike_cents

@@ -14,7 +14,7 @@ import time as wallclock
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from queue import Empty
@@ -119,7 +119,9 @@ def run_shard(spec: RunSpec, shard: int, shards: int, on_week: Callable[[int], N
             configuration.change(ConfigChange(spec.overrides, author="fleet-run", reason="run configuration"))
         cfg = configuration.effective()
         base = parse_dollars(cfg.account.initial_capital, field="account.initial_capital")
-        plans = plan_fleet(spec.accounts, seed=spec.seed, base_capital_cents=base)[shard::shards]
+        every = plan_fleet(spec.accounts, seed=spec.seed, base_capital_cents=base)
+        # Ids from the fleet plan, not from each shard's own store, so they are unique across shards.
+        plans = [replace(p, account_id=f"ACC-{i + 1:05d}") for i, p in enumerate(every) if i % shards == shard]
         created = create_fleet(AccountService(runtime.store, clock), plans, actor="fleet-run")
         broker = PaperBroker(market, market.calendar, clock, PaperBrokerSettings.from_config(cfg))
         for account in created.created:

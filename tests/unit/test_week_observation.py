@@ -1,0 +1,179 @@
+"""A sleeve's week observed from what happened (sold options, settlements, closes, basis), and an
+account's equity marked to market, cent for cent."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from alluse.domain.accounts import Account, open_account
+from alluse.domain.brokerage import SettlementKind
+from alluse.domain.config import WeekTypeThresholds, default_config
+from alluse.domain.errors import MarketDataGap, ValidationFailed
+from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
+from alluse.domain.ledger import equity_cents
+from alluse.domain.sleeves import SleeveKind
+from alluse.domain.week import SleeveWeek, WeekOutcome, WeekType, classify_week, observe_sleeve_week
+
+FRI = date(2026, 12, 4)
+NOW = datetime(2026, 12, 3, 15, tzinfo=UTC)
+TYPES = WeekTypeThresholds()
+PUT, CALL = OptionRight.PUT, OptionRight.CALL
+Settled = SettlementKind
+PUT_240 = OptionContract("TSLA", FRI, 24_000, PUT)
+NVDA_PUT_120 = OptionContract("NVDA", FRI, 12_000, PUT)
+
+
+def code(week: SleeveWeek) -> WeekType:
+    return classify_week(week, TYPES)
+
+
+# --- observe_sleeve_week -----------------------------------------------------------------------------
+
+
+def test_nothing_sold_is_an_idle_week() -> None:
+    week = observe_sleeve_week([], {}, {}, {})
+    assert week == SleeveWeek.idle() and week.traded is False
+    assert code(week) is WeekType.W_IDL
+
+
+def test_a_put_expired_worthless_above_the_strike_is_p_ew() -> None:
+    week = observe_sleeve_week([(PUT_240, 2)], {PUT_240: Settled.EXPIRED_WORTHLESS}, {"TSLA": 25_200}, {})
+    assert week.traded and week.side is PUT and week.outcome is WeekOutcome.EXPIRED_WORTHLESS
+    assert week.move == Decimal("0.05")  # 252 / 240 - 1, exact
+    assert code(week) is WeekType.P_EW
+
+
+@pytest.mark.parametrize(
+    ("close_cents", "move", "expected"),
+    [
+        (23_280, "-0.03", WeekType.P_AWL),  # 3 % below the strike: within the 5 % limit
+        (22_080, "-0.08", WeekType.P_AOL),  # 8 % below: over the limit
+        (19_200, "-0.20", WeekType.P_DD),  # 20 % below: deep drawdown
+    ],
+)
+def test_an_assigned_put_is_judged_by_the_close_against_the_strike(
+    close_cents: int, move: str, expected: WeekType
+) -> None:
+    week = observe_sleeve_week([(PUT_240, 1)], {PUT_240: Settled.ASSIGNED}, {"TSLA": close_cents}, {})
+    assert week.side is PUT and week.outcome is WeekOutcome.ASSIGNED
+    assert week.move == Decimal(move)
+    assert code(week) is expected
+
+
+@pytest.mark.parametrize(
+    ("strike_cents", "close_cents", "move", "expected"),
+    [
+        # 6 % above the 229.00 basis; against the 240.00 strike it would be only +1.1 % (C-WAP)
+        (24_000, 24_274, "0.06", WeekType.C_WAP_PLUS),
+        # 2 % above the basis; against the 220.00 strike it would be +6.2 % (C-WAP+)
+        (22_000, 23_358, "0.02", WeekType.C_WAP),
+    ],
+)
+def test_a_called_away_call_is_judged_against_the_basis(
+    strike_cents: int, close_cents: int, move: str, expected: WeekType
+) -> None:
+    call = OptionContract("TSLA", FRI, strike_cents, CALL)
+    week = observe_sleeve_week(
+        [(call, 1)], {call: Settled.CALLED_AWAY}, {"TSLA": close_cents}, {"TSLA": 22_900, "NVDA": 10_000}
+    )
+    assert week.side is CALL and week.outcome is WeekOutcome.CALLED_AWAY
+    assert week.move == Decimal(move)
+    assert code(week) is expected
+
+
+def test_a_call_without_a_basis_is_judged_against_its_strike() -> None:
+    call = OptionContract("TSLA", FRI, 25_000, CALL)
+    # a basis for another ticker does not count
+    week = observe_sleeve_week([(call, 1)], {call: Settled.CALLED_AWAY}, {"TSLA": 26_500}, {"NVDA": 10_000})
+    assert week.move == Decimal("0.06")
+    assert code(week) is WeekType.C_WAP_PLUS
+
+
+@pytest.mark.parametrize(
+    ("tsla_contracts", "nvda_contracts", "expected"),
+    [
+        (1, 3, WeekType.P_EW),  # NVDA 120 × 3 = 360 beats TSLA 240 × 1: NVDA expired worthless
+        (2, 1, WeekType.P_AOL),  # TSLA 240 × 2 = 480 beats NVDA 120 × 1: TSLA assigned 8 % below
+    ],
+)
+def test_the_largest_notional_decides(tsla_contracts: int, nvda_contracts: int, expected: WeekType) -> None:
+    sold = [(PUT_240, tsla_contracts), (NVDA_PUT_120, nvda_contracts)]
+    settled = {PUT_240: Settled.ASSIGNED, NVDA_PUT_120: Settled.EXPIRED_WORTHLESS}
+    week = observe_sleeve_week(sold, settled, {"TSLA": 22_080, "NVDA": 12_600}, {})
+    assert code(week) is expected
+    if expected is WeekType.P_EW:
+        assert week.outcome is WeekOutcome.EXPIRED_WORTHLESS and week.move == Decimal("0.05")
+    else:
+        assert week.outcome is WeekOutcome.ASSIGNED and week.move == Decimal("-0.08")
+
+
+def test_a_contract_sold_in_several_fills_counts_all_its_contracts() -> None:
+    # TSLA 240 × (1 + 1 + 1) = 720 is the larger position; NVDA 120 × 4 = 480
+    sold = [(PUT_240, 1), (PUT_240, 1), (PUT_240, 1), (NVDA_PUT_120, 4)]
+    settled = {PUT_240: Settled.ASSIGNED, NVDA_PUT_120: Settled.EXPIRED_WORTHLESS}
+    week = observe_sleeve_week(sold, settled, {"TSLA": 22_080, "NVDA": 12_600}, {})
+    assert week.outcome is WeekOutcome.ASSIGNED and code(week) is WeekType.P_AOL
+
+
+def test_a_sold_option_not_settled_is_still_open() -> None:
+    other = OptionContract("TSLA", FRI, 23_000, PUT)
+    week = observe_sleeve_week([(PUT_240, 1)], {other: Settled.ASSIGNED}, {"TSLA": 23_520}, {})
+    assert week.outcome is WeekOutcome.OPEN
+    assert week.move == Decimal("-0.02")
+    assert code(week) is WeekType.P_AWL  # open, 2 % below: within the limit
+
+
+@pytest.mark.parametrize("closes", [{}, {"NVDA": 12_000}])
+def test_a_missing_close_is_refused(closes: dict[str, int]) -> None:
+    with pytest.raises(ValidationFailed) as err:
+        observe_sleeve_week([(PUT_240, 1)], {PUT_240: Settled.EXPIRED_WORTHLESS}, closes, {})
+    assert err.value.field == "closes_cents"
+    assert "TSLA" in str(err.value)
+
+
+# --- equity_cents ----------------------------------------------------------------------------------
+
+
+def account() -> Account:
+    cfg = default_config()
+    opened, _ = open_account(
+        "ACC-1",
+        name="t",
+        capital_cents=100_000_000,
+        weights=cfg.allocation.weights(),
+        buffer_pct=cfg.allocation.cash_buffer_pct,
+        now=NOW,
+    )
+    return opened
+
+
+def holding(base: Account, sleeve: SleeveKind, positions: dict[Instrument, int]) -> Account:
+    balance = replace(base.sleeve(sleeve), positions=positions)
+    return replace(base, sleeves={**base.sleeves, sleeve: balance})
+
+
+def test_cash_alone_is_the_equity() -> None:
+    plain = account()
+    assert equity_cents(plain, {}) == plain.cash_cents == 100_000_000
+
+
+def test_equity_is_cash_plus_shares_plus_short_options_at_their_marks() -> None:
+    stock = Equity("TSLA")
+    call = OptionContract("TSLA", FRI, 26_000, CALL)
+    held = holding(account(), SleeveKind.REV, {stock: 300, call: -3, PUT_240: 0})  # a zero position needs no mark
+    held = holding(held, SleeveKind.GEN, {NVDA_PUT_120: -2})
+    marks: dict[Instrument, int] = {stock: 25_013, call: 187, NVDA_PUT_120: 41}
+    expected = 100_000_000 + 300 * 25_013 - 3 * 100 * 187 - 2 * 100 * 41
+    assert equity_cents(held, marks) == expected == 107_439_600
+
+
+def test_a_position_without_a_mark_is_a_gap() -> None:
+    held = holding(account(), SleeveKind.GEN, {PUT_240: -1, Equity("TSLA"): 100})
+    with pytest.raises(MarketDataGap) as err:
+        equity_cents(held, {Equity("TSLA"): 25_000})
+    assert err.value.field == "marks_cents"
+    assert PUT_240.symbol in str(err.value)
