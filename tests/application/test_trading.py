@@ -43,6 +43,7 @@ class World:
         self.store = store
         self.notifier = FileNotifier(tmp_path / "alerts.jsonl")
         desk = AlertDesk(self.notifier, default_config().alerts)
+        self.cycle_alerts = desk
         self.cycle = TradingCycle(store, self.broker, self.market, self.market.calendar, self.clock, desk)
         service = AccountService(store, self.clock)
         self.ids = []
@@ -172,3 +173,50 @@ def test_one_failing_account_does_not_stop_the_fleet(store: DynamoAccountStore, 
     outcomes = run_fleet_step(world.cycle, [world.ids[0], "ACC-99999", world.ids[2]])
     assert isinstance(outcomes["ACC-99999"], str) and "NotFound" in outcomes["ACC-99999"]
     assert all(not isinstance(outcomes[i], str) and outcomes[i].placed for i in (world.ids[0], world.ids[2]))  # type: ignore[union-attr]
+
+
+def test_a_carried_run_writes_behind_and_a_lost_memory_loses_nothing(world: World) -> None:
+    """In a carried run only SUBMITTING (and the week record) is written at once; acknowledgements and
+    bookings wait. If that memory is lost, a fresh cycle derives them again from the broker: once."""
+    [account_id] = world.ids
+    carried = TradingCycle(
+        world.store,
+        world.broker,
+        world.market,
+        world.market.calendar,
+        world.clock,
+        world.cycle_alerts,
+        carry_state=True,
+    )
+    report = carried.step(account_id)
+    assert report.placed and report.fills  # placed and (marketable) filled in memory
+    stored = {o.intent_id: o.state for o in world.store.orders(account_id)}
+    assert set(stored.values()) == {OrderState.SUBMITTING}  # written before placing; the rest waits
+    assert world.store.get(account_id).executions_booked == 0
+    fresh = world.cycle  # the carried cycle "crashes": a new one starts from the store
+    world.clock.advance_to(at(THU, 10, 15))
+    again = fresh.step(account_id)
+    assert not again.placed  # same intents: never placed twice
+    account = world.store.get(account_id)
+    assert account.executions_booked == len(world.broker.executions(account.brokerage_id or ""))
+    assert world.mismatches(account_id) == []
+    assert {o.state for o in world.store.orders(account_id)} <= {OrderState.FILLED, OrderState.WORKING, OrderState.PARTIALLY_FILLED}
+
+
+def test_a_carried_run_flushes_with_the_week_record(world: World) -> None:
+    [account_id] = world.ids
+    carried = TradingCycle(
+        world.store,
+        world.broker,
+        world.market,
+        world.market.calendar,
+        world.clock,
+        world.cycle_alerts,
+        carry_state=True,
+    )
+    carried.step(account_id)
+    carried.record_week(account_id, [])
+    account = world.store.get(account_id)
+    assert account.executions_booked == len(world.broker.executions(account.brokerage_id or ""))
+    assert world.mismatches(account_id) == []
+    assert AuditService(world.store).verify(account_id).ok

@@ -79,8 +79,12 @@ class StepReport:
 
 @dataclass
 class _Unsaved:
-    """Acknowledgements not yet written: they go with the account's next commit. Until then the store
-    holds those orders as SUBMITTING, which reconciliation resolves by ref if this memory is lost."""
+    """What a carried run has not written yet: acknowledgements, adopted broker states and bookings.
+
+    Only two writes cannot wait: SUBMITTING before an order is placed, and the week's record. Everything
+    else is derived from the broker (orders by ref, fills and settlements by position in its lists), so if
+    this memory is lost the next step reads the stored account and derives it again: nothing is lost or
+    booked twice, the store is just behind until the account's next write."""
 
     orders: dict[str, ManagedOrder] = field(default_factory=dict)
     events: list[AuditEvent] = field(default_factory=list)
@@ -147,7 +151,7 @@ class TradingCycle:
         now = report.at
         changed = self._reconcile(account, orders, cfg, report)
         account = self._book(account, orders, report)
-        account = self._commit(account, changed.values(), self._booking_events(report), unsaved)
+        account = self._commit(account, changed.values(), self._booking_events(report), unsaved, durable=False)
         if self._calendar.is_open(now) and account.status is AccountStatus.ACTIVE:
             account = self._enter(account, orders, cfg, unsaved, report)
         return account
@@ -264,11 +268,7 @@ class TradingCycle:
         if report.booked_executions > booked:
             details["executions_booked"] = report.booked_executions - booked
         events = [AuditEvent("ORDERS_ACKNOWLEDGED", details)]
-        if self._carry and report.booked_executions == booked:  # nothing booked: the write can wait
-            unsaved.orders.update({o.intent_id: o for o in acknowledged})
-            unsaved.events.extend(events)
-            return account
-        return self._commit(account, acknowledged, events, unsaved)
+        return self._commit(account, acknowledged, events, unsaved, durable=False)
 
     def _sleeve_plans(
         self, account: Account, sleeve: SleeveKind, shift: Decimal, cfg: AllUseConfig, report: StepReport
@@ -398,13 +398,21 @@ class TradingCycle:
         orders: Iterable[ManagedOrder],
         events: Sequence[AuditEvent],
         unsaved: _Unsaved | None = None,
+        *,
+        durable: bool = True,
     ) -> Account:
+        """Write the account with these orders and events (one transaction). With `durable=False` in a
+        carried run the write waits for the account's next durable one (see `_Unsaved`)."""
         latest = {o.intent_id: o for o in orders}
-        if not latest and not events:
-            return account  # bookings always come with an event, so nothing changed
+        if unsaved is not None and self._carry and not durable:
+            unsaved.orders.update(latest)
+            unsaved.events.extend(events)
+            return account
         if unsaved is not None:  # what waited goes first; a newer state of the same order wins
             latest = {**unsaved.orders, **latest}
             events = [*unsaved.events, *events]
+        if not latest and not events:
+            return account  # bookings always come with an event, so nothing changed
         records, head = chain(account.account_id, account.audit_head, events, actor="protocol", at=self._clock.now())
         committed = self._store.commit(
             AccountChange(account=replace(account, audit_head=head), audit=records, orders=list(latest.values()))
