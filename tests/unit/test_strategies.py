@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alluse.application.broker_port import Side
+from alluse.domain import strategies
 from alluse.domain.config import AllUseConfig, default_config, effective_config
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.market import NEW_YORK, OptionChain
@@ -404,3 +405,18 @@ def test_misuse_is_refused() -> None:
         plan_entries(SleeveKind.STARLAB, book(SleeveKind.STARLAB), {}, at(THU), GREEN, CFG)
     with pytest.raises(ValueError, match="negative"):
         book(GEN, free=-1)
+
+
+@pytest.mark.parametrize(
+    ("sleeve", "day", "clock", "open_"),
+    [
+        (SleeveKind.GEN, date(2026, 12, 3), time(10, 0), True),  # Thursday: puts
+        (SleeveKind.GEN, date(2026, 12, 3), time(11, 0), False),  # the window's end is excluded
+        (SleeveKind.GEN, date(2026, 12, 1), time(10, 30), True),  # Tuesday: covered calls may open
+        (SleeveKind.GEN, date(2026, 12, 2), time(10, 30), False),  # Wednesday: neither
+        (SleeveKind.COM, date(2026, 11, 30), time(10, 0), True),  # Monday
+        (SleeveKind.COM, date(2026, 12, 3), time(10, 0), False),
+    ],
+)
+def test_entry_window_open_covers_puts_and_calls(sleeve: SleeveKind, day: date, clock: time, open_: bool) -> None:
+    assert strategies.entry_window_open(sleeve, default_config(), datetime.combine(day, clock, NEW_YORK)) is open_

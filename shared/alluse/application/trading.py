@@ -53,7 +53,7 @@ from alluse.domain.orders import (
 )
 from alluse.domain.risk import KillSwitches, OrderIntent, RiskContext, RiskDecision, StarlabGrant, check
 from alluse.domain.sleeves import SleeveKind
-from alluse.domain.strategies import EntryDecision, EntryPlan, SleeveBook, plan_entries
+from alluse.domain.strategies import EntryDecision, EntryPlan, SleeveBook, entry_window_open, plan_entries
 from alluse.domain.week import WeekMode, WeekRecord, delta_shift, guess_week_mode, prior_week_measures
 
 TRADING_SLEEVES = (SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM)
@@ -274,7 +274,7 @@ class TradingCycle:
         self, account: Account, sleeve: SleeveKind, shift: Decimal, cfg: AllUseConfig, report: StepReport
     ) -> Iterable[tuple[EntryPlan, OptionChain]]:
         balance = account.sleeve(sleeve)
-        if balance.cash_cents <= 0:
+        if balance.cash_cents <= 0 or not entry_window_open(sleeve, cfg, report.at):
             return []
         strategy = getattr(cfg, sleeve.value.lower())
         held = {i.ticker for i, q in balance.positions.items() if isinstance(i, Equity) and q > 0}

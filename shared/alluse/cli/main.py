@@ -22,7 +22,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from alluse.adapters.local.fleet_run import RunSpec, run_fleet
 from alluse.adapters.local.runtime import LocalRuntime, default_state_dir
 from alluse.application.accounts import AccountService, NewAccount
 from alluse.application.audit import AuditService
@@ -38,8 +37,6 @@ from alluse.domain.errors import AllUseError, ValidationFailed
 from alluse.domain.fleet import summarize
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import parse_dollars
-from alluse.reporting.html import render_html
-from alluse.reporting.results import run_to_jsonable
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ALL-USE: weekly options-income protocol.")
 accounts_app = typer.Typer(no_args_is_help=True, help="Create, fund, link and inspect main accounts.")
@@ -363,6 +360,10 @@ def demo(
     quiet: Annotated[bool, typer.Option(help="Only the fleet summary, not the per-account table.")] = False,
 ) -> None:
     """The main job: a seeded fleet runs the weekly protocol on the paper broker and simulated market."""
+    from alluse.adapters.local.fleet_run import RunSpec, run_fleet  # heavy: only this command needs them
+    from alluse.reporting.html import render_html
+    from alluse.reporting.results import run_to_jsonable
+
     with _clear_errors():
         spec = RunSpec(
             accounts=accounts,

@@ -64,6 +64,7 @@ __all__ = [
     "choose_expiry",
     "choose_strike_row",
     "deployable_cents",
+    "entry_window_open",
     "in_entry_window",
     "limit_price_cents",
     "plan_entries",
@@ -202,6 +203,12 @@ def in_entry_window(sleeve_config: SleeveStrategy | CoveredCallSettings | EntryR
     local = _ny(now)
     on_day = local.isoweekday() in {day.isoweekday for day in window.days}
     return on_day and window.start <= local.time().replace(tzinfo=None) < window.end
+
+
+def entry_window_open(sleeve: SleeveKind, config: AllUseConfig, now: datetime) -> bool:
+    """Whether any of the sleeve's entries (its puts, its calls) may open now: outside every window a
+    step has nothing to plan for the sleeve, not even a chain to read."""
+    return in_entry_window(_strategy(sleeve, config), now) or in_entry_window(_call_rule(sleeve, config), now)
 
 
 def shifted_band(band: DeltaBand, delta_shift: Decimal) -> tuple[Decimal, Decimal]:
