@@ -36,8 +36,6 @@ from alluse.domain.week import (
     prior_week_measures,
 )
 
-MAX_EVENTS_PER_WEEK = 20  # texts kept per account-week for the report; counts are kept in full
-
 
 def step_moments(day: date, close: datetime, cfg: AllUseConfig) -> list[datetime]:
     """When accounts step on a session: every entry window's start, then every scan interval inside
@@ -83,6 +81,7 @@ class ProtocolRun:
         cfg: AllUseConfig,
         *,
         step_broker: Callable[[], None] = lambda: None,
+        events_per_week: int = 20,
     ) -> None:
         self._cycle = cycle
         self._broker = broker
@@ -91,6 +90,7 @@ class ProtocolRun:
         self._advance_to = advance_to
         self._cfg = cfg
         self._step_broker = step_broker
+        self._events_per_week = events_per_week  # texts kept per account-week; counts are kept in full
         self.events: Counter[str] = Counter()
 
     def run(
@@ -170,7 +170,7 @@ class ProtocolRun:
         texts += [f"awaiting human (premium below floor): {p.contract.symbol}" for p in report.awaiting_human]
         texts += [f"problem: {p}" for p in report.problems]
         self.events.update(_kind(t) for t in texts)
-        room = MAX_EVENTS_PER_WEEK - len(tally.events)
+        room = self._events_per_week - len(tally.events)
         tally.events.extend(texts[: max(room, 0)])
 
     # --- judging the week ------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from alluse.domain.market import NEW_YORK
 from alluse.domain.money import parse_dollars
 
 DEFAULT_FIRST_MONDAY = date(2026, 1, 5)
-HISTORY_DAYS = 200  # market history generated before the first week: ATR, week-mode reference volatility
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class RunSpec:
     csv_dir: Path | None = None  # real bars instead of the generated market
     alerts_dir: Path | None = None  # where each worker writes its alerts (JSON lines); None: not kept
     workers: int = 1
+    history_days: int = 200  # generated market before the first week: ATR, week-mode reference volatility
+    events_per_week: int = 20  # event texts kept per account-week for the report (counts are kept in full)
 
     def __post_init__(self) -> None:
         if self.accounts < 1:
@@ -60,6 +61,12 @@ class RunSpec:
             raise ValidationFailed(f"{self.first_monday} is not a Monday", field="first_monday")
         if self.workers < 1:
             raise ValidationFailed(f"workers must be at least 1 (got {self.workers})", field="workers")
+        if not 30 <= self.history_days <= 3650:
+            raise ValidationFailed(f"history_days must be 30-3650 (got {self.history_days})", field="history_days")
+        if self.events_per_week < 0:
+            raise ValidationFailed(
+                f"events_per_week must be 0 or more (got {self.events_per_week})", field="events_per_week"
+            )
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,16 @@ def run_shard(spec: RunSpec, shard: int, shards: int, on_week: Callable[[int], N
             broker.open_account(account.brokerage_id or "", account.cash_cents)
         desk = AlertDesk(_notifier(spec, shard), cfg.alerts)
         cycle = TradingCycle(runtime.store, broker, market, market.calendar, clock, desk, carry_state=True)
-        run = ProtocolRun(cycle, broker, market, market.calendar, clock.advance_to, cfg, step_broker=broker.step)
+        run = ProtocolRun(
+            cycle,
+            broker,
+            market,
+            market.calendar,
+            clock.advance_to,
+            cfg,
+            step_broker=broker.step,
+            events_per_week=spec.events_per_week,
+        )
         requests_before = dynamodb_requests()
         accounts = run.run(
             created.created, spec.first_monday, spec.weeks, on_week=lambda n: on_week(len(created.created))
@@ -153,6 +169,6 @@ def _notifier(spec: RunSpec, shard: int) -> FileNotifier | _Discard:
 def _market(spec: RunSpec, clock: SimulatedClock) -> SimulatedMarket:
     if spec.csv_dir is not None:
         return SimulatedMarket.from_csv(spec.csv_dir, clock)
-    start = spec.first_monday - timedelta(days=HISTORY_DAYS)
+    start = spec.first_monday - timedelta(days=spec.history_days)
     end = spec.first_monday + timedelta(weeks=spec.weeks, days=14)
     return SimulatedMarket.generated(start, end, clock, seed=spec.seed)
