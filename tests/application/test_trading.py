@@ -200,7 +200,8 @@ def test_a_carried_run_writes_behind_and_a_lost_memory_loses_nothing(world: Worl
     account = world.store.get(account_id)
     assert account.executions_booked == len(world.broker.executions(account.brokerage_id or ""))
     assert world.mismatches(account_id) == []
-    assert {o.state for o in world.store.orders(account_id)} <= {OrderState.FILLED, OrderState.WORKING, OrderState.PARTIALLY_FILLED}
+    adopted = {OrderState.FILLED, OrderState.WORKING, OrderState.PARTIALLY_FILLED}
+    assert {o.state for o in world.store.orders(account_id)} <= adopted
 
 
 def test_a_carried_run_flushes_with_the_week_record(world: World) -> None:
