@@ -121,7 +121,7 @@ def test_the_judged_week_is_recorded_in_the_audit_chain(store: DynamoAccountStor
     broker.open_account(account.brokerage_id or "", account.cash_cents)
     desk = AlertDesk(FileNotifier(tmp_path / "alerts.jsonl", log=False), cfg.alerts)
     cycle = TradingCycle(store, broker, market, market.calendar, clock, desk, carry_state=True)
-    run = ProtocolRun(cycle, broker, market, market.calendar, clock.advance_to, cfg, step_broker=broker.step)
+    run = ProtocolRun(cycle, market, market.calendar, clock.advance_to, cfg, step_broker=broker.step)
 
     [result] = run.run([account], monday, 1)
 

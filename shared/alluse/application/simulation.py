@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from alluse.application.broker_port import Broker
 from alluse.application.market_ports import MarketData, TradingCalendar
 from alluse.application.run_results import AccountRun, AccountWeek
 from alluse.application.trading import TRADING_SLEEVES, StepReport, TradingCycle
@@ -40,7 +39,8 @@ from alluse.domain.week import (
 def step_moments(day: date, close: datetime, cfg: AllUseConfig) -> list[datetime]:
     """When accounts step on a session: every entry window's start, then every scan interval inside
     the windows (passive fills get their chance, a rerun changes nothing), and just after the close
-    (expiries settle, the week is judged)."""
+    (expiries settle, the week is judged). The windows are the run's global configuration's: an account
+    whose own windows differ is still stepped at these moments only."""
     interval = timedelta(minutes=cfg.atr_protocol.scan_interval_minutes)
     windows = [cfg.gen.entry, cfg.gen.covered_call.entry, cfg.rev.entry, cfg.com.entry]
     moments: set[datetime] = set()
@@ -74,7 +74,6 @@ class ProtocolRun:
     def __init__(
         self,
         cycle: TradingCycle,
-        broker: Broker,
         market: MarketData,
         calendar: TradingCalendar,
         advance_to: Callable[[datetime], object],
@@ -84,7 +83,6 @@ class ProtocolRun:
         events_per_week: int = 20,
     ) -> None:
         self._cycle = cycle
-        self._broker = broker
         self._market = market
         self._calendar = calendar
         self._advance_to = advance_to

@@ -137,7 +137,6 @@ def run_shard(spec: RunSpec, shard: int, shards: int, on_week: Callable[[int], N
         cycle = TradingCycle(runtime.store, broker, market, market.calendar, clock, desk, carry_state=True)
         run = ProtocolRun(
             cycle,
-            broker,
             market,
             market.calendar,
             clock.advance_to,
