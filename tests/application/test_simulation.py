@@ -22,7 +22,7 @@ from alluse.application.configuration import ConfigChange, ConfigurationService
 from alluse.application.run_results import RunResult
 from alluse.application.simulation import ProtocolRun
 from alluse.application.trading import StepReport, TradingCycle
-from alluse.domain.errors import ValidationFailed
+from alluse.domain.errors import MarketDataGap, ValidationFailed
 from alluse.domain.market import NEW_YORK
 from alluse.domain.week import WeekType
 from tests.conftest import new_account
@@ -90,6 +90,24 @@ def test_one_failing_account_does_not_stop_the_others(monkeypatch: pytest.Monkey
         assert runs[account_id].failure is None
         assert len(runs[account_id].weeks) == 2
     assert result.protocol_events["account failed"] == 1
+
+
+def test_a_market_gap_refuses_one_step_and_the_account_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    first_step = datetime.combine(DEFAULT_FIRST_MONDAY, time(10, 0), NEW_YORK)
+    step = TradingCycle.step
+
+    def gap_once(self: TradingCycle, account_id: str) -> StepReport:
+        if account_id == "ACC-00002" and self._clock.now() == first_step:
+            raise MarketDataGap("no chain for TSLA at 10:00")
+        return step(self, account_id)
+
+    monkeypatch.setattr(TradingCycle, "step", gap_once)
+    result, _ = run_fleet(SPEC)
+    gapped = {a.account_id: a for a in result.accounts}["ACC-00002"]
+    assert gapped.failure is None and len(gapped.weeks) == 2  # reported, not dropped
+    assert "step refused: MarketDataGap: no chain for TSLA at 10:00" in gapped.weeks[0].events
+    assert result.protocol_events["step refused: MarketDataGap"] == 1
+    assert gapped.trades > 0  # it traded at the later moments
 
 
 def test_one_account_failing_while_its_week_is_judged_does_not_stop_the_others(

@@ -1,8 +1,10 @@
 """Run the weekly protocol for a set of accounts over simulated weeks (the main job's engine).
 
 The clock moves through each session's scheduled moments (`step_moments`); at each one the broker
-works its resting orders and every account takes one `TradingCycle.step`, on its own: an account that
-raises is marked failed, alerted and left out of later steps, and the others go on. After the week's last
+works its resting orders and every account takes one `TradingCycle.step`, on its own. A step refused
+with a domain error (a market gap, a broker reject) is reported and alerted, and the account steps again
+at the next moment. An account that raises anything else is marked failed, alerted and left out of later
+steps. Either way the others go on. After the week's last
 close each account's week is judged (equity, income, week mode confirmed, week-type code per sleeve) and
 recorded in its audit chain.
 """
@@ -137,8 +139,8 @@ class ProtocolRun:
                 tally.before_close = live[account_id]
             try:
                 report = self._cycle.step(account_id)
-            except AllUseError as err:
-                failures[account_id] = self._fail(account_id, f"{type(err).__name__}: {err}")
+            except AllUseError as err:  # an expected refusal (market gap, broker reject): this step only
+                self._step_problem(account_id, tally, f"{type(err).__name__}: {err}")
                 continue
             except Exception as err:  # one account's bug must not stop the fleet
                 failures[account_id] = self._fail(account_id, f"unexpected {type(err).__name__}: {err}")
@@ -146,6 +148,13 @@ class ProtocolRun:
             if report.account is not None:
                 live[account_id] = report.account
             self._tally(tally, report)
+
+    def _step_problem(self, account_id: str, tally: _Tally, why: str) -> None:
+        """Reported and alerted; the account steps again at the next moment (the cycle re-reads it)."""
+        self.events[f"step refused: {why.split(':', 1)[0]}"] += 1
+        if len(tally.events) < self._events_per_week:
+            tally.events.append(f"step refused: {why}")
+        self._cycle.report_failure(account_id, why)
 
     def _fail(self, account_id: str, why: str) -> str:
         self.events["account failed"] += 1
