@@ -10,9 +10,10 @@ A step, at the clock's "now":
 
 Accounts never wait on each other: a fleet runs this per account (see `run_fleet_step`).
 With `carry_state`, a cycle keeps each account's record, orders and configuration between its steps
-(one run = one cycle), so a step that changes nothing costs no store request; any error drops what was
-carried and the next step reads afresh. Configuration changes then take effect at the next run.
-Not yet part of a step: ATR scans, repricing and timeouts (see docs/architecture.md).
+(one run = one cycle) and writes behind: only SUBMITTING and the week's record are written at once (see
+`_Unsaved`). Any error drops what was carried and the next step reads afresh. Configuration changes then
+take effect at the next run.
+Not yet part of a step: ATR scans, repricing and timeouts, circuit breakers (see docs/architecture.md).
 """
 
 from __future__ import annotations
