@@ -53,6 +53,12 @@ class World:
             self.broker.open_account(account.brokerage_id or "", account.cash_cents)
             self.ids.append(account.account_id)
 
+    def carried_cycle(self) -> TradingCycle:
+        """A second cycle on the same world that carries state between steps, as a protocol run does."""
+        return TradingCycle(
+            self.store, self.broker, self.market, self.market.calendar, self.clock, self.cycle_alerts, carry_state=True
+        )
+
     def mismatches(self, account_id: str) -> list[str]:
         account = self.store.get(account_id)
         return broker_mismatches(account, self.broker.account(account.brokerage_id or ""))
@@ -179,15 +185,7 @@ def test_a_carried_run_writes_behind_and_a_lost_memory_loses_nothing(world: Worl
     """In a carried run only SUBMITTING (and the week record) is written at once; acknowledgements and
     bookings wait. If that memory is lost, a fresh cycle derives them again from the broker: once."""
     [account_id] = world.ids
-    carried = TradingCycle(
-        world.store,
-        world.broker,
-        world.market,
-        world.market.calendar,
-        world.clock,
-        world.cycle_alerts,
-        carry_state=True,
-    )
+    carried = world.carried_cycle()
     report = carried.step(account_id)
     assert report.placed and report.fills  # placed and (marketable) filled in memory
     stored = {o.intent_id: o.state for o in world.store.orders(account_id)}
@@ -206,15 +204,7 @@ def test_a_carried_run_writes_behind_and_a_lost_memory_loses_nothing(world: Worl
 
 def test_a_carried_run_flushes_with_the_week_record(world: World) -> None:
     [account_id] = world.ids
-    carried = TradingCycle(
-        world.store,
-        world.broker,
-        world.market,
-        world.market.calendar,
-        world.clock,
-        world.cycle_alerts,
-        carry_state=True,
-    )
+    carried = world.carried_cycle()
     carried.step(account_id)
     carried.record_week(account_id, [])
     account = world.store.get(account_id)

@@ -14,7 +14,8 @@ from alluse.domain.brokerage import SettlementKind
 from alluse.domain.config import WeekTypeThresholds, default_config
 from alluse.domain.errors import MarketDataGap, ValidationFailed
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
-from alluse.domain.ledger import equity_cents
+from alluse.domain.ledger import basis_per_share_cents, equity_cents, option_mark_cents
+from alluse.domain.money import cents_of_price
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.week import SleeveWeek, WeekOutcome, WeekType, classify_week, observe_sleeve_week
 
@@ -177,3 +178,35 @@ def test_a_position_without_a_mark_is_a_gap() -> None:
         equity_cents(held, {Equity("TSLA"): 25_000})
     assert err.value.field == "marks_cents"
     assert PUT_240.symbol in str(err.value)
+
+
+def test_basis_per_share_is_the_cost_of_held_shares_only() -> None:
+    stock, call = Equity("TSLA"), OptionContract("TSLA", FRI, 26_000, CALL)
+    balance = replace(
+        account().sleeve(SleeveKind.GEN),
+        positions={stock: 300, call: -3, Equity("NVDA"): 0},
+        costs={stock: 7_200_001, call: -56_100},
+    )
+    assert basis_per_share_cents(balance) == {"TSLA": 24_000}  # 7,200,001 / 300, whole cents rounded down
+
+
+@pytest.mark.parametrize(
+    ("contract", "mid", "spot", "mark"),
+    [
+        (PUT_240, 315, 23_000, 315),  # listed: the mid, whatever the spot
+        (PUT_240, None, 23_000, 1_000),  # delisted put: strike − spot
+        (PUT_240, None, 25_000, 0),  # out of the money: worthless
+        (OptionContract("TSLA", FRI, 26_000, CALL), None, 26_450, 450),  # delisted call: spot − strike
+    ],
+)
+def test_an_option_is_marked_at_its_mid_else_its_intrinsic_value(
+    contract: OptionContract, mid: int | None, spot: int, mark: int
+) -> None:
+    assert option_mark_cents(contract, mid, spot) == mark
+
+
+@pytest.mark.parametrize(
+    ("price", "cents"), [(12.345, 1234), (12.355, 1236), (0.1 + 0.2, 30), (250.0, 25_000), (99.994, 9999)]
+)
+def test_a_float_price_becomes_the_nearest_cent(price: float, cents: int) -> None:
+    assert cents_of_price(price) == cents

@@ -103,6 +103,10 @@ class RunResult:
         return sum(a.trades for a in self.accounts)
 
     @property
+    def premium_cents(self) -> int:
+        return sum(w.premium_cents for a in self.accounts for w in a.weeks)
+
+    @property
     def win_rate(self) -> float | None:
         weeks = self.account_weeks
         return sum(a.winning_weeks for a in self.accounts) / weeks if weeks else None

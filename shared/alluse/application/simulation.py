@@ -15,26 +15,24 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 
 from alluse.application.market_ports import MarketData, TradingCalendar
 from alluse.application.run_results import AccountRun, AccountWeek
-from alluse.application.trading import TRADING_SLEEVES, StepReport, TradingCycle
+from alluse.application.trading import TRADING_SLEEVES, StepReport, TradingCycle, index_week_mode
 from alluse.domain.accounts import Account
 from alluse.domain.brokerage import SettlementKind, Side
 from alluse.domain.config import AllUseConfig
 from alluse.domain.errors import AllUseError
-from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
-from alluse.domain.ledger import equity_cents
+from alluse.domain.instruments import Equity, Instrument, OptionContract
+from alluse.domain.ledger import basis_per_share_cents, equity_cents, option_mark_cents
 from alluse.domain.market import NEW_YORK
+from alluse.domain.money import cents_of_price
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.week import (
     WeekMode,
     WeekRecord,
     classify_week,
-    confirm_week_mode,
     observe_sleeve_week,
-    prior_week_measures,
 )
 
 
@@ -172,13 +170,14 @@ class ProtocolRun:
             if isinstance(settlement.instrument, OptionContract):
                 tally.settled[settlement.instrument] = settlement.kind
                 tally.closes[settlement.instrument.underlying] = settlement.underlying_close_cents
-        texts = [f"placed {o.request.instrument.symbol}" for o in report.placed]
-        texts += [f"denied {d.reason}: {p.contract.symbol}" for p, d in report.denied]
-        texts += [f"awaiting human (premium below floor): {p.contract.symbol}" for p in report.awaiting_human]
-        texts += [f"problem: {p}" for p in report.problems]
-        self.events.update(_kind(t) for t in texts)
+        happened = [("placed", f"placed {o.request.instrument.symbol}") for o in report.placed]
+        happened += [(f"denied {d.reason}", f"denied {d.reason}: {p.contract.symbol}") for p, d in report.denied]
+        floor = "awaiting human (premium below floor)"
+        happened += [(floor, f"{floor}: {p.contract.symbol}") for p in report.awaiting_human]
+        happened += [("problem", f"problem: {p}") for p in report.problems]
+        self.events.update(kind for kind, _ in happened)
         room = self._events_per_week - len(tally.events)
-        tally.events.extend(texts[: max(room, 0)])
+        tally.events.extend(text for _, text in happened[: max(room, 0)])
 
     # --- judging the week ------------------------------------------------------------------------------
     def _close_week(self, account: Account, tally: _Tally, monday: date, confirmed: WeekMode | None) -> AccountWeek:
@@ -191,8 +190,8 @@ class ProtocolRun:
             closes = dict(tally.closes)
             for contract, _ in sold:
                 if contract.underlying not in closes:
-                    closes[contract.underlying] = _cents(self._market.price(contract.underlying, at))
-            observed = observe_sleeve_week(sold, tally.settled, closes, _basis(before, sleeve))
+                    closes[contract.underlying] = cents_of_price(self._market.price(contract.underlying, at))
+            observed = observe_sleeve_week(sold, tally.settled, closes, basis_per_share_cents(before.sleeve(sleeve)))
             code = classify_week(observed, self._cfg.week_types)
             codes[sleeve.value] = code.value
             records.append(WeekRecord(account.account_id, sleeve, monday, tally.mode_guessed, confirmed, None, code))
@@ -217,52 +216,22 @@ class ProtocolRun:
         return [d for d in days if self._calendar.is_session(d)][-1]
 
     def _confirmed_mode(self, monday: date) -> WeekMode | None:
-        index = self._cfg.week_mode.index_ticker
-        if index not in self._market.tickers():
-            return None
         next_monday = monday + timedelta(weeks=1)
-        bars = self._market.daily_bars(index, through=self._last_session(monday))
-        measures = prior_week_measures(bars.dates, bars.close, next_monday, self._cfg.week_mode)
-        return confirm_week_mode(*measures, self._cfg.week_mode) if measures else None
+        return index_week_mode(self._market, self._cfg.week_mode, next_monday, through=self._last_session(monday))
 
     def _marks(self, account: Account, at: datetime) -> dict[Instrument, int]:
         held = {i for b in account.sleeves.values() for i, q in b.positions.items() if q}
         marks: dict[Instrument, int] = {}
         for instrument in held:
             if isinstance(instrument, Equity):
-                marks[instrument] = _cents(self._market.price(instrument.ticker, at))
+                marks[instrument] = cents_of_price(self._market.price(instrument.ticker, at))
             elif isinstance(instrument, OptionContract):
-                marks[instrument] = self._option_mark(instrument, at)
+                quote = self._market.chain(instrument.underlying, at).find(instrument)
+                mid = (quote.bid_cents + quote.ask_cents) // 2 if quote else None
+                spot = cents_of_price(self._market.price(instrument.underlying, at))
+                marks[instrument] = option_mark_cents(instrument, mid, spot)
         return marks
-
-    def _option_mark(self, contract: OptionContract, at: datetime) -> int:
-        quote = self._market.chain(contract.underlying, at).find(contract)
-        if quote is not None:
-            return (quote.bid_cents + quote.ask_cents) // 2
-        spot = _cents(self._market.price(contract.underlying, at))  # not listed any more: intrinsic value
-        if contract.right is OptionRight.PUT:
-            return max(contract.strike_cents - spot, 0)
-        return max(spot - contract.strike_cents, 0)
-
-
-def _kind(text: str) -> str:
-    head = text.split(":", 1)[0]
-    return head.split(" ")[0] if head.startswith("placed") else head
-
-
-def _cents(price: float) -> int:
-    return int((Decimal(repr(price)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
 def _total(account: Account, attribute: str) -> int:
     return sum(int(getattr(b, attribute)) for b in account.sleeves.values())
-
-
-def _basis(account: Account, sleeve: SleeveKind) -> dict[str, int]:
-    """Share cost per share of the sleeve's holdings (what a call week is judged against)."""
-    balance = account.sleeve(sleeve)
-    return {
-        i.ticker: balance.costs.get(i, 0) // q
-        for i, q in balance.positions.items()
-        if isinstance(i, Equity) and q > 0 and balance.costs.get(i, 0) > 0
-    }

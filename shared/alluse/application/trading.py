@@ -55,7 +55,7 @@ from alluse.domain.orders import (
 from alluse.domain.risk import KillSwitches, OrderIntent, RiskContext, RiskDecision, StarlabGrant, check
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.strategies import EntryDecision, EntryPlan, SleeveBook, entry_window_open, plan_entries
-from alluse.domain.week import WeekMode, WeekRecord, delta_shift, guess_week_mode, prior_week_measures
+from alluse.domain.week import WeekMode, WeekRecord, classify_week_mode, delta_shift, prior_week_measures
 
 TRADING_SLEEVES = (SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM)
 _TRADABLE = (AccountStatus.ACTIVE, AccountStatus.SAFE)
@@ -379,18 +379,8 @@ class TradingCycle:
         today = now.astimezone(NEW_YORK).date()
         key = (today, cfg.week_mode)
         if key not in self._modes:
-            self._modes[key] = self._guess_week_mode(today, cfg)
+            self._modes[key] = index_week_mode(self._market, cfg.week_mode, _week_start(now), through=today)
         return self._modes[key]
-
-    def _guess_week_mode(self, today: date, cfg: AllUseConfig) -> WeekMode | None:
-        index = cfg.week_mode.index_ticker
-        if index not in self._market.tickers():
-            return None
-        bars = self._market.daily_bars(index, through=today)
-        measures = prior_week_measures(bars.dates, bars.close, today, cfg.week_mode)
-        if measures is None:
-            return None
-        return guess_week_mode(*measures, cfg.week_mode)
 
     # --- plumbing -------------------------------------------------------------------------------------
     def _commit(
@@ -447,6 +437,17 @@ def run_fleet_step(cycle: TradingCycle, account_ids: Sequence[str]) -> dict[str,
         except Exception as err:
             outcomes[account_id] = f"unexpected {type(err).__name__}: {err}"
     return outcomes
+
+
+def index_week_mode(market: MarketData, config: WeekModeConfig, week_start: date, *, through: date) -> WeekMode | None:
+    """The index's mode over the week before `week_start`, from daily bars through `through`: Monday's
+    guess for `week_start` and the confirmation of the week before are this one reading (A4). None
+    without the index or enough history."""
+    if config.index_ticker not in market.tickers():
+        return None
+    bars = market.daily_bars(config.index_ticker, through=through)
+    measures = prior_week_measures(bars.dates, bars.close, week_start, config)
+    return classify_week_mode(*measures, config) if measures else None
 
 
 def _linked(account: Account) -> str:

@@ -12,7 +12,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -350,7 +350,9 @@ def demo(
     market_csv: Annotated[
         Path | None, typer.Option(help="Directory of <TICKER>.csv daily bars instead of the generated market.")
     ] = None,
-    first_monday: Annotated[str, typer.Option(help="Monday the run starts (YYYY-MM-DD).")] = "2026-01-05",
+    first_monday: Annotated[
+        str | None, typer.Option(help="Monday the run starts (YYYY-MM-DD); default: the run's own.")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (accounts are split).")] = (
         os.cpu_count() or 1
     ),
@@ -369,12 +371,13 @@ def demo(
             accounts=accounts,
             weeks=weeks,
             seed=seed,
-            first_monday=_parse_day(first_monday, "first_monday"),
             overrides=_read_overrides(config),
             csv_dir=market_csv,
             alerts_dir=out_dir,
             workers=workers,
         )
+        if first_monday is not None:  # else RunSpec's default: one place says when a run starts
+            spec = replace(spec, first_monday=_parse_day(first_monday, "first_monday"))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True)

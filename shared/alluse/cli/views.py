@@ -229,7 +229,7 @@ def run_summary_table(result: RunResult) -> Table:
         ("End equity", _money(end)),
         ("Change", f"{_money(end - start)} ({_pct((end - start) / start if start else None)})"),
         ("Income (realised − commissions)", _money(result.income_cents)),
-        ("Premium collected", _money(sum(w.premium_cents for a in result.accounts for w in a.weeks))),
+        ("Premium collected", _money(result.premium_cents)),
         ("Trades (fills)", f"{result.trades:,}"),
         ("Winning account-weeks", _pct(result.win_rate)),
         ("Week-mode guess accuracy", f"{hits}/{judged} ({_pct(hits / judged if judged else None)})"),

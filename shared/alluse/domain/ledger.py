@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from alluse.domain.accounts import Account, SleeveBalance
 from alluse.domain.brokerage import BrokerAccountState, Execution, Settlement, SettlementKind, Side
 from alluse.domain.errors import Conflict, MarketDataGap
-from alluse.domain.instruments import Equity, Instrument, OptionContract
+from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
 from alluse.domain.sleeves import SleeveKind
 
 
@@ -150,6 +150,24 @@ def _apply(
 def _share(total: int, part: int, whole: int) -> int:
     """total × part / whole to the cent, half-even (the cost released by a partial close)."""
     return int((Decimal(total) * part / whole).to_integral_value(ROUND_HALF_EVEN))
+
+
+def basis_per_share_cents(balance: SleeveBalance) -> dict[str, int]:
+    """Cost per share of the sleeve's share holdings (average cost, whole cents rounded down)."""
+    return {
+        i.ticker: balance.costs.get(i, 0) // q
+        for i, q in balance.positions.items()
+        if isinstance(i, Equity) and q > 0 and balance.costs.get(i, 0) > 0
+    }
+
+
+def option_mark_cents(contract: OptionContract, quote_mid_cents: int | None, spot_cents: int) -> int:
+    """An option's mark: its quote's mid while listed, else its intrinsic value against the spot."""
+    if quote_mid_cents is not None:
+        return quote_mid_cents
+    if contract.right is OptionRight.PUT:
+        return max(contract.strike_cents - spot_cents, 0)
+    return max(spot_cents - contract.strike_cents, 0)
 
 
 def equity_cents(account: Account, marks_cents: Mapping[Instrument, int]) -> int:

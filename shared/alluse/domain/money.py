@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import TypeVar
 
@@ -34,6 +34,12 @@ def require_positive(cents: int, *, field: str) -> int:
     if cents <= 0:
         raise ValidationFailed(f"must be greater than 0 (got {format_cents(cents)})", field=field)
     return cents
+
+
+def cents_of_price(price: float) -> int:
+    """A market price (float dollars, as feeds give it) to the nearest cent, halves to even. Read through
+    str(), so the decimal the feed meant is rounded, not its binary form (0.1 + 0.2 is 30 cents)."""
+    return int(Decimal(str(price)).scaleb(2).to_integral_value(ROUND_HALF_EVEN))
 
 
 def dollars(cents: int) -> Decimal:

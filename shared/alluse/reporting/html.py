@@ -115,7 +115,7 @@ def _header(result: RunResult) -> str:
 
 def _aggregates(result: RunResult) -> str:
     weeks = [w for a in result.accounts for w in a.weeks]
-    premium = sum(w.premium_cents for w in weeks)
+    premium = result.premium_cents
     realized = sum(w.realized_cents for w in weeks)
     commissions = sum(w.commission_cents for w in weeks)
     change = result.end_equity_cents - result.start_equity_cents

@@ -38,6 +38,7 @@ from alluse.domain.brokerage import (
 from alluse.domain.config import AllUseConfig
 from alluse.domain.errors import Conflict, MarketDataGap, NotFound, ValidationFailed
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
+from alluse.domain.money import cents_of_price
 from alluse.domain.ticks import TickRule
 
 
@@ -464,7 +465,7 @@ class PaperBroker:
         now = self._clock.now()
         if isinstance(instrument, Equity):
             last = self._market.price(instrument.ticker, now)
-            cents = int(Decimal(str(last)).scaleb(2).to_integral_value(ROUND_HALF_EVEN))
+            cents = cents_of_price(last)
             half = self._settings.equity_half_spread_cents
             return _Touch(max(cents - half, 1), cents + half)
         quote = self._market.chain(instrument.underlying, now).find(instrument)
