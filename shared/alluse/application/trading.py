@@ -93,6 +93,8 @@ class _Unsaved:
 
 @dataclass
 class _Carried:
+    """One account's working state during a step, kept between steps when the cycle carries state."""
+
     account: Account
     orders: dict[str, ManagedOrder]
     cfg: AllUseConfig
@@ -132,30 +134,24 @@ class TradingCycle:
         report.account = account
         if account.status not in _TRADABLE or account.brokerage_id is None:
             return report
-        cfg = carried.cfg if carried else self._configuration.effective_for_known(account_id)
-        orders = carried.orders if carried else {o.intent_id: o for o in self._store.orders(account_id)}
-        unsaved = carried.unsaved if carried else _Unsaved()
-        account = self._advance(account, orders, cfg, unsaved, report)
-        report.account = account
+        state = carried or self._read(account)
+        self._advance(state, report)
+        report.account = state.account
         if self._carry:
-            self._carried[account_id] = _Carried(account, orders, cfg, unsaved)
+            self._carried[account_id] = state
         return report
 
-    def _advance(
-        self,
-        account: Account,
-        orders: dict[str, ManagedOrder],
-        cfg: AllUseConfig,
-        unsaved: _Unsaved,
-        report: StepReport,
-    ) -> Account:
-        now = report.at
-        changed = self._reconcile(account, orders, cfg, report)
-        account = self._book(account, orders, report)
-        account = self._commit(account, changed.values(), self._booking_events(report), unsaved, durable=False)
-        if self._calendar.is_open(now) and account.status is AccountStatus.ACTIVE:
-            account = self._enter(account, orders, cfg, unsaved, report)
-        return account
+    def _read(self, account: Account) -> _Carried:
+        orders = {o.intent_id: o for o in self._store.orders(account.account_id)}
+        return _Carried(account, orders, self._configuration.effective_for_known(account.account_id), _Unsaved())
+
+    def _advance(self, state: _Carried, report: StepReport) -> None:
+        changed = self._reconcile(state.account, state.orders, state.cfg, report)
+        account = self._book(state.account, state.orders, report)
+        events = self._booking_events(report)
+        state.account = self._commit(account, changed.values(), events, state.unsaved, durable=False)
+        if self._calendar.is_open(report.at) and state.account.status is AccountStatus.ACTIVE:
+            state.account = self._enter(state, report)
 
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
         """Store the judged week (mode guessed and confirmed, type code per sleeve) in the account's chain."""
@@ -234,14 +230,8 @@ class TradingCycle:
         return account
 
     # --- 3. entries ---------------------------------------------------------------------------------
-    def _enter(
-        self,
-        account: Account,
-        orders: dict[str, ManagedOrder],
-        cfg: AllUseConfig,
-        unsaved: _Unsaved,
-        report: StepReport,
-    ) -> Account:
+    def _enter(self, state: _Carried, report: StepReport) -> Account:
+        account, orders, cfg, unsaved = state.account, state.orders, state.cfg, state.unsaved
         mode = self._week_mode(report.at, cfg)
         report.week_mode = mode
         shift = delta_shift(mode, cfg.week_mode) if mode else Decimal(0)
