@@ -1,0 +1,567 @@
+"""FIFO tax lots per sleeve (A12, B§9 "Tax ledger"): realised gains as taxable events, unrealised P&L at
+marks, and an estimated tax. Estimates, not advice.
+
+Everything here is pure: each operation takes a `TaxLedger` and returns the new ledger and the events it
+realised; nothing is mutated, nothing is stored. Money is int cents, quantities are ints (shares, or
+contracts × the instrument's multiplier).
+
+Decisions:
+
+- Lots are kept per (sleeve, instrument) and matched FIFO (the only `TaxConfig.lot_method`). A sleeve's
+  lots never close another sleeve's.
+- A lot's `basis_cents` is what it opened with: a long lot's cost (paid, commission added), a short lot's
+  proceeds (received, commission taken off). Shares are never short; an option SELL with no long lot open
+  opens or extends a short lot.
+- Commission: on a BUY it adds to cost, on a SELL it reduces proceeds — whether the trade opens or closes.
+- One fill never takes a position through zero (as the sleeve ledger): close in one fill, open in another.
+- Fills, expiries and assignments of a position come in date order; one dated before an open lot of the
+  position it touches is refused (FIFO would be meaningless).
+- Splitting cents: a partial close gives the closed piece floor(basis × closed / lot quantity) (toward
+  −∞) and leaves the rest with the lot still open; one amount (a fill's proceeds or cost, a delivery's
+  proceeds) spread over several lots gives each piece floor(amount × its quantity / total) and the last
+  piece the remainder. No cent is lost or made: pieces always sum to the whole.
+- Holding period: a lot held more than `TaxConfig.long_term_after_days` days (close date − open date) is
+  LONG, otherwise SHORT. The rule is applied to every lot alike, short option lots included.
+- Expiry: a short option lot closes with proceeds = the premium it received and cost 0; a long one with
+  proceeds 0 and its cost (a loss). A long option closed at intrinsic is a SELL fill at the intrinsic.
+- Assignment and exercise (A12): the option's lots close without an event. Shares received (assigned put,
+  exercised call) open one lot dated the assignment day with cost = strike × shares − premium received
+  (+ premium paid for a long call); shares delivered (called-away call, exercised put) leave FIFO with
+  proceeds = strike × shares + premium received (− premium paid for a long put), spread over the lots.
+- Unrealised P&L is what closing every lot at its mark would realise, before commission.
+- Estimated tax over a period (events by close date): gains and losses net within each term; a net loss
+  in one term offsets the other term's net gain; a net loss overall is no tax (no carry-forward, no
+  offset against ordinary income). Tax = taxable short-term × short-term rate + taxable long-term ×
+  long-term rate + dividends × dividend rate, rounded once, half-even, to the cent.
+- Dividends are not lots: the ledger does not track them; the caller passes a period's dividends (all
+  taxed at `TaxConfig.dividend_rate`, which capital losses do not offset).
+- Wash sales: not implemented (the spec leaves their scope TBD). A loss is realised as it happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
+from itertools import pairwise
+from typing import Any, TypeVar
+
+from alluse.domain.brokerage import Side
+from alluse.domain.config import TaxConfig
+from alluse.domain.errors import MarketDataGap, ValidationFailed
+from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight, instrument_from_symbol
+from alluse.domain.sleeves import SleeveKind
+
+__all__ = [
+    "CloseReason",
+    "TaxEstimate",
+    "TaxLedger",
+    "TaxLot",
+    "TaxableEvent",
+    "Term",
+    "apply_assignment",
+    "apply_expiry",
+    "apply_fill",
+    "estimate_tax",
+    "holding_term",
+    "unrealized_cents",
+]
+
+_JSON_VERSION = 1
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class Term(StrEnum):
+    SHORT = "SHORT"
+    LONG = "LONG"
+
+
+class CloseReason(StrEnum):
+    TRADED = "TRADED"  # a closing fill: a long lot sold or a short lot bought back
+    EXPIRED = "EXPIRED"  # an option expired worthless
+    DELIVERED = "DELIVERED"  # shares delivered at the strike (short call called away, long put exercised)
+
+
+@dataclass(frozen=True)
+class TaxLot:
+    quantity: int  # signed: negative = short (options only); contracts or shares
+    opened_on: date
+    basis_cents: int  # long: cost paid, commission added; short: proceeds received, commission taken off
+
+    @property
+    def is_short(self) -> bool:
+        return self.quantity < 0
+
+    @property
+    def open_cash_cents(self) -> int:
+        """The signed cash the lot opened with: paid (negative) for a long lot, received for a short one."""
+        return self.basis_cents if self.is_short else -self.basis_cents
+
+
+@dataclass(frozen=True)
+class TaxableEvent:
+    """One lot (or piece of a lot) closed: a realised gain or loss."""
+
+    sleeve: SleeveKind
+    instrument: Instrument
+    quantity: int  # signed quantity of the lot closed: negative for a short lot
+    opened_on: date
+    closed_on: date
+    proceeds_cents: int
+    cost_cents: int
+    term: Term
+    reason: CloseReason
+
+    @property
+    def gain_cents(self) -> int:
+        return self.proceeds_cents - self.cost_cents
+
+    def to_jsonable(self) -> dict[str, Any]:
+        return {
+            "sleeve": self.sleeve.value,
+            "instrument": self.instrument.symbol,
+            "quantity": self.quantity,
+            "opened_on": self.opened_on.isoformat(),
+            "closed_on": self.closed_on.isoformat(),
+            "proceeds_cents": self.proceeds_cents,
+            "cost_cents": self.cost_cents,
+            "gain_cents": self.gain_cents,  # derived; written for readers of the stored record
+            "term": self.term.value,
+            "reason": self.reason.value,
+        }
+
+    @classmethod
+    def from_jsonable(cls, data: Mapping[str, Any]) -> TaxableEvent:
+        event = cls(
+            sleeve=_enum(SleeveKind, data, "sleeve"),
+            instrument=_instrument(data, "instrument"),
+            quantity=_int(data, "quantity"),
+            opened_on=_date(data, "opened_on"),
+            closed_on=_date(data, "closed_on"),
+            proceeds_cents=_int(data, "proceeds_cents"),
+            cost_cents=_int(data, "cost_cents"),
+            term=_enum(Term, data, "term"),
+            reason=_enum(CloseReason, data, "reason"),
+        )
+        if "gain_cents" in data and _int(data, "gain_cents") != event.gain_cents:
+            raise ValidationFailed("must equal proceeds_cents − cost_cents", field="gain_cents")
+        return event
+
+
+@dataclass(frozen=True)
+class TaxLedger:
+    """Open lots per (sleeve, instrument), oldest first; a key with no open lot is absent."""
+
+    lots: Mapping[tuple[SleeveKind, Instrument], tuple[TaxLot, ...]] = field(default_factory=dict)
+
+    def lots_of(self, sleeve: SleeveKind, instrument: Instrument) -> tuple[TaxLot, ...]:
+        return self.lots.get((sleeve, instrument), ())
+
+    def open_quantity(self, sleeve: SleeveKind, instrument: Instrument) -> int:
+        return sum(lot.quantity for lot in self.lots_of(sleeve, instrument))
+
+    def with_lots(self, sleeve: SleeveKind, instrument: Instrument, lots: Sequence[TaxLot]) -> TaxLedger:
+        others = {key: held for key, held in self.lots.items() if key != (sleeve, instrument)}
+        return TaxLedger({**others, (sleeve, instrument): tuple(lots)} if lots else others)
+
+    def to_jsonable(self) -> dict[str, Any]:
+        """Ints, strings and ISO dates only; lots listed per position, oldest first."""
+        keys = sorted(self.lots, key=lambda key: (key[0].value, key[1].symbol))
+        return {
+            "version": _JSON_VERSION,
+            "lots": [
+                {
+                    "sleeve": sleeve.value,
+                    "instrument": instrument.symbol,
+                    "quantity": lot.quantity,
+                    "opened_on": lot.opened_on.isoformat(),
+                    "basis_cents": lot.basis_cents,
+                }
+                for sleeve, instrument in keys
+                for lot in self.lots[(sleeve, instrument)]
+            ],
+        }
+
+    @classmethod
+    def from_jsonable(cls, data: Mapping[str, Any]) -> TaxLedger:
+        if data.get("version") != _JSON_VERSION:
+            raise ValidationFailed(f"must be {_JSON_VERSION} (got {data.get('version')!r})", field="version")
+        rows = data.get("lots")
+        if not isinstance(rows, list):
+            raise ValidationFailed("must be a list of lots", field="lots")
+        grouped: dict[tuple[SleeveKind, Instrument], list[TaxLot]] = {}
+        for index, row in enumerate(rows):
+            key, lot = _lot_from_row(row, f"lots[{index}]")
+            grouped.setdefault(key, []).append(lot)
+        for (_, instrument), lots in grouped.items():
+            _check_stored_position(instrument, lots)
+        return cls({key: tuple(lots) for key, lots in grouped.items()})
+
+
+@dataclass(frozen=True)
+class TaxEstimate:
+    """Estimated tax over a period (estimates, not advice)."""
+
+    short_term_gain_cents: int  # net of the term's losses; negative = a net loss
+    long_term_gain_cents: int
+    taxable_short_term_cents: int  # after one term's net loss offsets the other's gain; never negative
+    taxable_long_term_cents: int
+    dividend_cents: int
+    tax_cents: int
+
+
+# --- operations ---------------------------------------------------------------------------------------
+
+
+def apply_fill(
+    ledger: TaxLedger,
+    sleeve: SleeveKind,
+    instrument: Instrument,
+    side: Side,
+    quantity: int,
+    price_cents: int,
+    commission_cents: int,
+    on: date,
+    *,
+    cfg: TaxConfig,
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    """A fill of `quantity` (shares or contracts) at `price_cents` per share: opens a lot, or closes the
+    oldest lots of the other sign FIFO and returns what that realised."""
+    _require_positive(quantity, "quantity")
+    _require_not_negative(price_cents, "price_cents")
+    _require_not_negative(commission_cents, "commission_cents")
+    lots = ledger.lots_of(sleeve, instrument)
+    _require_in_order(lots, on)
+    gross = price_cents * quantity * instrument.multiplier
+    signed = quantity if side is Side.BUY else -quantity
+    held = sum(lot.quantity for lot in lots)
+    if held == 0 or (held > 0) == (signed > 0):
+        opened = _open_lot(instrument, signed, gross, commission_cents, on)
+        return ledger.with_lots(sleeve, instrument, (*lots, opened)), []
+    if quantity > abs(held):
+        raise ValidationFailed(
+            f"{side.value} {quantity} of {instrument.symbol} would close more than the {abs(held)} open in"
+            f" {sleeve.value}; close and open in separate fills",
+            field="quantity",
+        )
+    closed, remaining = _take_fifo(lots, quantity)
+    # what the closing trade brings: proceeds of a sale, or the cost of buying a short lot back
+    closing_cents = gross - commission_cents if side is Side.SELL else gross + commission_cents
+    events = [
+        _event(sleeve, instrument, piece, on, share, CloseReason.TRADED, cfg)
+        for piece, share in zip(closed, _spread(closing_cents, [abs(p.quantity) for p in closed]), strict=True)
+    ]
+    return ledger.with_lots(sleeve, instrument, remaining), events
+
+
+def apply_expiry(
+    ledger: TaxLedger, sleeve: SleeveKind, option: Instrument, on: date, *, cfg: TaxConfig
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    """Every lot of `option` in the sleeve expires worthless: a short lot keeps its premium as a gain,
+    a long lot loses its cost."""
+    contract = _require_option(option)
+    lots = _require_open(ledger, sleeve, contract)
+    _require_in_order(lots, on)
+    events = [_event(sleeve, contract, lot, on, 0, CloseReason.EXPIRED, cfg) for lot in lots]
+    return ledger.with_lots(sleeve, contract, ()), events
+
+
+def apply_assignment(
+    ledger: TaxLedger,
+    sleeve: SleeveKind,
+    option: Instrument,
+    contracts: int,
+    on: date,
+    *,
+    cfg: TaxConfig,
+    commission_cents: int = 0,
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    """`contracts` of the sleeve's `option` position are assigned (short) or exercised (long), oldest
+    lots first. No gain at assignment (A12): the option's premium moves into the shares' basis when
+    shares are received, or into the proceeds when shares are delivered."""
+    contract = _require_option(option)
+    _require_positive(contracts, "contracts")
+    _require_not_negative(commission_cents, "commission_cents")
+    lots = _require_open(ledger, sleeve, contract)
+    _require_in_order(lots, on)
+    held = sum(lot.quantity for lot in lots)
+    if contracts > abs(held):
+        raise ValidationFailed(
+            f"{contracts} contracts of {contract.symbol} assigned but {sleeve.value} holds {abs(held)}",
+            field="contracts",
+        )
+    closed, remaining = _take_fifo(lots, contracts)
+    premium_cents = sum(piece.open_cash_cents for piece in closed)  # received (+) or paid (−)
+    shares = contracts * contract.multiplier
+    strike_value = contract.strike_cents * shares
+    after = ledger.with_lots(sleeve, contract, remaining)
+    stock = Equity(contract.underlying)
+    if _receives_shares(contract, short=held < 0):
+        cost = strike_value - premium_cents + commission_cents
+        return _receive_shares(after, sleeve, stock, shares, cost, on), []
+    proceeds = strike_value + premium_cents - commission_cents
+    return _deliver_shares(after, sleeve, stock, shares, proceeds, on, cfg)
+
+
+def holding_term(opened_on: date, closed_on: date, cfg: TaxConfig) -> Term:
+    """LONG when held more than `long_term_after_days` days, else SHORT."""
+    return Term.LONG if (closed_on - opened_on).days > cfg.long_term_after_days else Term.SHORT
+
+
+def unrealized_cents(
+    ledger: TaxLedger, marks_cents: Mapping[Instrument, int], *, sleeve: SleeveKind | None = None
+) -> int:
+    """What closing every open lot (of one sleeve, or all) at its mark would realise, before commission.
+
+    Marks are cents per share (per contract share for options). A position without a mark is a gap,
+    never silently valued at zero."""
+    total = 0
+    for (kind, instrument), lots in ledger.lots.items():
+        if sleeve is not None and kind is not sleeve:
+            continue
+        if instrument not in marks_cents:
+            raise MarketDataGap(f"no mark for {instrument.symbol}", field="marks_cents")
+        value_per_unit = marks_cents[instrument] * instrument.multiplier
+        total += sum(lot.quantity * value_per_unit + lot.open_cash_cents for lot in lots)
+    return total
+
+
+def estimate_tax(
+    events: Iterable[TaxableEvent],
+    cfg: TaxConfig,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    dividend_cents: int = 0,
+) -> TaxEstimate:
+    """Estimated tax on the events closed in [start, end] (either end open when None), plus dividends."""
+    _require_not_negative(dividend_cents, "dividend_cents")
+    in_period = [e for e in events if (start is None or e.closed_on >= start) and (end is None or e.closed_on <= end)]
+    short_term = sum(e.gain_cents for e in in_period if e.term is Term.SHORT)
+    long_term = sum(e.gain_cents for e in in_period if e.term is Term.LONG)
+    taxable_short, taxable_long = _offset_across_terms(short_term, long_term)
+    tax = (
+        Decimal(taxable_short) * cfg.short_term_rate
+        + Decimal(taxable_long) * cfg.long_term_rate
+        + Decimal(dividend_cents) * cfg.dividend_rate
+    )
+    return TaxEstimate(
+        short_term_gain_cents=short_term,
+        long_term_gain_cents=long_term,
+        taxable_short_term_cents=taxable_short,
+        taxable_long_term_cents=taxable_long,
+        dividend_cents=dividend_cents,
+        tax_cents=int(tax.to_integral_value(ROUND_HALF_EVEN)),
+    )
+
+
+# --- internals ---------------------------------------------------------------------------------------
+
+
+def _open_lot(instrument: Instrument, signed: int, gross: int, commission: int, on: date) -> TaxLot:
+    if signed > 0:
+        return TaxLot(signed, on, gross + commission)
+    if not isinstance(instrument, OptionContract):
+        raise ValidationFailed(
+            f"no {instrument.symbol} shares open to sell (shares are never sold short)", field="quantity"
+        )
+    return TaxLot(signed, on, gross - commission)
+
+
+def _take_fifo(lots: Sequence[TaxLot], quantity: int) -> tuple[list[TaxLot], tuple[TaxLot, ...]]:
+    """Take `quantity` units off the oldest lots: the pieces taken, and the lots left open."""
+    taken: list[TaxLot] = []
+    left = quantity
+    for index, lot in enumerate(lots):
+        size = abs(lot.quantity)
+        if left >= size:
+            taken.append(lot)
+            left -= size
+            if left == 0:
+                return taken, tuple(lots[index + 1 :])
+            continue
+        piece, rest = _split(lot, left)
+        return [*taken, piece], (rest, *lots[index + 1 :])
+    raise AssertionError("callers check the quantity is open")  # pragma: no cover
+
+
+def _split(lot: TaxLot, units: int) -> tuple[TaxLot, TaxLot]:
+    """A piece of `units` off the lot (floor of its share of the basis) and the rest (the remainder)."""
+    sign = -1 if lot.is_short else 1
+    piece_basis = lot.basis_cents * units // abs(lot.quantity)
+    piece = TaxLot(sign * units, lot.opened_on, piece_basis)
+    rest = TaxLot(lot.quantity - sign * units, lot.opened_on, lot.basis_cents - piece_basis)
+    return piece, rest
+
+
+def _spread(amount: int, weights: Sequence[int]) -> list[int]:
+    """`amount` over pieces in proportion to `weights`: floor for each, the remainder to the last."""
+    total = sum(weights)
+    parts = [amount * weight // total for weight in weights[:-1]]
+    return [*parts, amount - sum(parts)]
+
+
+def _event(
+    sleeve: SleeveKind,
+    instrument: Instrument,
+    piece: TaxLot,
+    on: date,
+    closing_cents: int,
+    reason: CloseReason,
+    cfg: TaxConfig,
+) -> TaxableEvent:
+    """A closed piece: a long lot's basis is its cost and the closing amount its proceeds; a short
+    lot's the other way round."""
+    proceeds, cost = (piece.basis_cents, closing_cents) if piece.is_short else (closing_cents, piece.basis_cents)
+    return TaxableEvent(
+        sleeve=sleeve,
+        instrument=instrument,
+        quantity=piece.quantity,
+        opened_on=piece.opened_on,
+        closed_on=on,
+        proceeds_cents=proceeds,
+        cost_cents=cost,
+        term=holding_term(piece.opened_on, on, cfg),
+        reason=reason,
+    )
+
+
+def _receives_shares(contract: OptionContract, *, short: bool) -> bool:
+    """An assigned short put or an exercised long call buys shares; the other two sell them."""
+    return (contract.right is OptionRight.PUT) == short
+
+
+def _receive_shares(
+    ledger: TaxLedger, sleeve: SleeveKind, stock: Equity, shares: int, cost: int, on: date
+) -> TaxLedger:
+    lots = ledger.lots_of(sleeve, stock)
+    _require_in_order(lots, on)
+    # the holding period of shares received starts on the assignment day (a new lot, never merged)
+    return ledger.with_lots(sleeve, stock, (*lots, TaxLot(shares, on, cost)))
+
+
+def _deliver_shares(
+    ledger: TaxLedger, sleeve: SleeveKind, stock: Equity, shares: int, proceeds: int, on: date, cfg: TaxConfig
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    lots = ledger.lots_of(sleeve, stock)
+    _require_in_order(lots, on)
+    held = sum(lot.quantity for lot in lots)
+    if held < shares:
+        raise ValidationFailed(
+            f"delivering {shares} {stock.symbol} shares but {sleeve.value} holds {held} (calls must be covered)",
+            field="contracts",
+        )
+    delivered, remaining = _take_fifo(lots, shares)
+    shares_proceeds = _spread(proceeds, [piece.quantity for piece in delivered])
+    events = [
+        _event(sleeve, stock, piece, on, share, CloseReason.DELIVERED, cfg)
+        for piece, share in zip(delivered, shares_proceeds, strict=True)
+    ]
+    return ledger.with_lots(sleeve, stock, remaining), events
+
+
+def _offset_across_terms(short_term: int, long_term: int) -> tuple[int, int]:
+    """A net loss in one term reduces the other term's net gain; nothing taxable is ever negative."""
+    if short_term < 0 < long_term:
+        return 0, max(long_term + short_term, 0)
+    if long_term < 0 < short_term:
+        return max(short_term + long_term, 0), 0
+    return max(short_term, 0), max(long_term, 0)
+
+
+# --- validation ---------------------------------------------------------------------------------------
+
+
+def _require_positive(value: int, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValidationFailed(f"must be a whole number greater than 0 (got {value!r})", field=field)
+
+
+def _require_not_negative(value: int, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationFailed(f"must be a whole number of cents, 0 or more (got {value!r})", field=field)
+
+
+def _require_option(instrument: Instrument) -> OptionContract:
+    if not isinstance(instrument, OptionContract):
+        raise ValidationFailed(f"{instrument.symbol} is not an option", field="instrument")
+    return instrument
+
+
+def _require_open(ledger: TaxLedger, sleeve: SleeveKind, option: OptionContract) -> tuple[TaxLot, ...]:
+    lots = ledger.lots_of(sleeve, option)
+    if not lots:
+        raise ValidationFailed(f"{sleeve.value} holds no {option.symbol}", field="instrument")
+    return lots
+
+
+def _require_in_order(lots: Sequence[TaxLot], on: date) -> None:
+    """FIFO needs the position's history in date order: nothing may happen before an open lot opened."""
+    latest = max((lot.opened_on for lot in lots), default=None)
+    if latest is not None and on < latest:
+        raise ValidationFailed(f"{on} is before the open lot of {latest} (apply in date order)", field="on")
+
+
+# --- JSON reading ------------------------------------------------------------------------------------
+
+
+def _lot_from_row(row: Any, where: str) -> tuple[tuple[SleeveKind, Instrument], TaxLot]:
+    if not isinstance(row, Mapping):
+        raise ValidationFailed("must be an object", field=where)
+    try:
+        sleeve = _enum(SleeveKind, row, "sleeve")
+        instrument = _instrument(row, "instrument")
+        quantity = _int(row, "quantity")
+        lot = TaxLot(quantity, _date(row, "opened_on"), _int(row, "basis_cents"))
+    except ValidationFailed as error:
+        raise ValidationFailed(error.message, field=f"{where}.{error.field}") from None
+    if quantity == 0:
+        raise ValidationFailed("must not be 0 (closed lots are not stored)", field=f"{where}.quantity")
+    return (sleeve, instrument), lot
+
+
+def _check_stored_position(instrument: Instrument, lots: Sequence[TaxLot]) -> None:
+    if len({lot.is_short for lot in lots}) > 1:
+        raise ValidationFailed(f"{instrument.symbol} has both long and short lots", field="lots")
+    if lots[0].is_short and not isinstance(instrument, OptionContract):
+        raise ValidationFailed(f"{instrument.symbol}: shares are never short", field="lots")
+    if any(later.opened_on < earlier.opened_on for earlier, later in pairwise(lots)):
+        raise ValidationFailed(f"{instrument.symbol}: lots must be listed oldest first", field="lots")
+
+
+def _int(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(f"must be a whole number (got {value!r})", field=key)
+    return value
+
+
+def _date(data: Mapping[str, Any], key: str) -> date:
+    value = data.get(key)
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValidationFailed(f"must be an ISO date like 2026-01-02 (got {value!r})", field=key)
+
+
+def _instrument(data: Mapping[str, Any], key: str) -> Instrument:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(f"must be a ticker or an OCC option symbol (got {value!r})", field=key)
+    try:
+        return instrument_from_symbol(value)
+    except ValidationFailed as error:
+        raise ValidationFailed(error.message, field=key) from None
+
+
+def _enum(kind: type[E], data: Mapping[str, Any], key: str) -> E:
+    value = data.get(key)
+    if isinstance(value, str) and value in {member.value for member in kind}:
+        return kind(value)
+    choices = ", ".join(member.value for member in kind)
+    raise ValidationFailed(f"must be one of {choices} (got {value!r})", field=key)
