@@ -18,15 +18,17 @@ from datetime import date, datetime, timedelta
 
 from alluse.application.market_ports import MarketData, TradingCalendar
 from alluse.application.run_results import AccountRun, AccountWeek
-from alluse.application.trading import TRADING_SLEEVES, StepReport, TradingCycle, index_week_mode
+from alluse.application.trading import TRADING_SLEEVES, StepReport, TradingCycle, index_week_mode, marks_at
 from alluse.domain.accounts import Account
 from alluse.domain.brokerage import SettlementKind, Side
 from alluse.domain.config import AllUseConfig
 from alluse.domain.errors import AllUseError
-from alluse.domain.instruments import Equity, Instrument, OptionContract
-from alluse.domain.ledger import basis_per_share_cents, equity_cents, option_mark_cents
+from alluse.domain.instruments import OptionContract
+from alluse.domain.ledger import basis_per_share_cents, equity_cents
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import cents_of_price
+from alluse.domain.orders import intent_purpose
+from alluse.domain.protection import ProtectivePurpose
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.week import (
     WeekMode,
@@ -36,20 +38,19 @@ from alluse.domain.week import (
 )
 
 
-def step_moments(day: date, close: datetime, cfg: AllUseConfig) -> list[datetime]:
-    """When accounts step on a session: every entry window's start, then every scan interval inside
-    the windows (passive fills get their chance, a rerun changes nothing), and just after the close
-    (expiries settle, the week is judged). The windows are the run's global configuration's: an account
-    whose own windows differ is still stepped at these moments only."""
+def step_moments(day: date, open_at: datetime, close: datetime, cfg: AllUseConfig) -> list[datetime]:
+    """When accounts step on a session: every ATR scan interval from the open (A5: the protocol scans,
+    passive fills get their chance, a rerun changes nothing), every entry window's start, and just
+    after the close (expiries settle, the week is judged). Interval and windows are the run's global
+    configuration's: an account whose own differ is still stepped at these moments only."""
     interval = timedelta(minutes=cfg.atr_protocol.scan_interval_minutes)
     windows = [cfg.gen.entry, cfg.gen.covered_call.entry, cfg.rev.entry, cfg.com.entry]
-    moments: set[datetime] = set()
-    for window in windows:
-        at = datetime.combine(day, window.start, NEW_YORK)
-        end = datetime.combine(day, window.end, NEW_YORK)
-        while at < end and at < close:
-            moments.add(at)
-            at += interval
+    moments = {datetime.combine(day, w.start, NEW_YORK) for w in windows}
+    at = open_at
+    while at < close:
+        moments.add(at)
+        at += interval
+    moments = {m for m in moments if open_at <= m < close}
     moments.add(close + timedelta(minutes=1))
     return sorted(moments)
 
@@ -60,7 +61,9 @@ class _Tally:
 
     start: Account
     before_close: Account | None = None
-    fills: list[tuple[SleeveKind, OptionContract, int]] = field(default_factory=list)  # options sold
+    fills: list[tuple[SleeveKind, OptionContract, int]] = field(default_factory=list)  # options sold to open
+    rolled: set[OptionContract] = field(default_factory=set)  # bought back by an ATR roll
+    bought_back: set[OptionContract] = field(default_factory=set)  # bought back by an ATR close
     trades: int = 0
     settled: dict[OptionContract, SettlementKind] = field(default_factory=dict)
     closes: dict[str, int] = field(default_factory=dict)
@@ -110,7 +113,7 @@ class ProtocolRun:
             sessions = [d for d in (monday + timedelta(days=k) for k in range(5)) if self._calendar.is_session(d)]
             for day in sessions:
                 close = self._calendar.close_at(day)
-                for moment in step_moments(day, close, self._cfg):
+                for moment in step_moments(day, self._calendar.open_at(day), close, self._cfg):
                     self._advance_to(moment)
                     self._step_broker()
                     self._step_all(tallies, failures, live, is_close=moment > close)
@@ -164,8 +167,15 @@ class ProtocolRun:
             tally.mode_guessed = report.week_mode
         for sleeve, execution in report.fills:
             tally.trades += 1
-            if isinstance(execution.instrument, OptionContract) and execution.side is Side.SELL:
+            if not isinstance(execution.instrument, OptionContract):
+                continue
+            purpose = intent_purpose(execution.client_ref)
+            if execution.side is Side.SELL and purpose != ProtectivePurpose.ROLL_OPEN:
                 tally.fills.append((sleeve, execution.instrument, execution.quantity))
+            elif purpose == ProtectivePurpose.ROLL_CLOSE:
+                tally.rolled.add(execution.instrument)
+            elif purpose == ProtectivePurpose.CLOSE:
+                tally.bought_back.add(execution.instrument)
         for settlement in report.settlements:
             if isinstance(settlement.instrument, OptionContract):
                 tally.settled[settlement.instrument] = settlement.kind
@@ -175,6 +185,16 @@ class ProtocolRun:
         floor = "awaiting human (premium below floor)"
         happened += [(floor, f"{floor}: {p.contract.symbol}") for p in report.awaiting_human]
         happened += [("problem", f"problem: {p}") for p in report.problems]
+        happened += [
+            (f"ATR L{int(c.to_level)}", f"ATR L{int(c.from_level)}→L{int(c.to_level)}: {c.contract.symbol}")
+            for c in report.level_changes
+        ]
+        happened += [
+            (f"ATR {intent_purpose(o.intent_id)}", f"ATR order {o.request.side.value} {o.request.instrument.symbol}")
+            for o in report.protective
+        ]
+        if report.breaker is not None:
+            happened.append((f"SAFE: {report.breaker.kind.value}", f"SAFE: {report.breaker.message}"))
         self.events.update(kind for kind, _ in happened)
         room = self._events_per_week - len(tally.events)
         tally.events.extend(text for _, text in happened[: max(room, 0)])
@@ -191,7 +211,10 @@ class ProtocolRun:
             for contract, _ in sold:
                 if contract.underlying not in closes:
                     closes[contract.underlying] = cents_of_price(self._market.price(contract.underlying, at))
-            observed = observe_sleeve_week(sold, tally.settled, closes, basis_per_share_cents(before.sleeve(sleeve)))
+            basis = basis_per_share_cents(before.sleeve(sleeve))
+            observed = observe_sleeve_week(
+                sold, tally.settled, closes, basis, rolled=tally.rolled, bought_back=tally.bought_back
+            )
             code = classify_week(observed, self._cfg.week_types)
             codes[sleeve.value] = code.value
             records.append(WeekRecord(account.account_id, sleeve, monday, tally.mode_guessed, confirmed, None, code))
@@ -200,7 +223,7 @@ class ProtocolRun:
         return AccountWeek(
             account_id=account.account_id,
             week_start=monday,
-            equity_cents=equity_cents(account, self._marks(account, at)),
+            equity_cents=equity_cents(account, marks_at(self._market, account, at)),
             premium_cents=_total(end, "premium_cents") - _total(start, "premium_cents"),
             realized_cents=_total(end, "realized_cents") - _total(start, "realized_cents"),
             commission_cents=_total(end, "commission_cents") - _total(start, "commission_cents"),
@@ -218,19 +241,6 @@ class ProtocolRun:
     def _confirmed_mode(self, monday: date) -> WeekMode | None:
         next_monday = monday + timedelta(weeks=1)
         return index_week_mode(self._market, self._cfg.week_mode, next_monday, through=self._last_session(monday))
-
-    def _marks(self, account: Account, at: datetime) -> dict[Instrument, int]:
-        held = {i for b in account.sleeves.values() for i, q in b.positions.items() if q}
-        marks: dict[Instrument, int] = {}
-        for instrument in held:
-            if isinstance(instrument, Equity):
-                marks[instrument] = cents_of_price(self._market.price(instrument.ticker, at))
-            elif isinstance(instrument, OptionContract):
-                quote = self._market.chain(instrument.underlying, at).find(instrument)
-                mid = (quote.bid_cents + quote.ask_cents) // 2 if quote else None
-                spot = cents_of_price(self._market.price(instrument.underlying, at))
-                marks[instrument] = option_mark_cents(instrument, mid, spot)
-        return marks
 
 
 def _total(account: Account, attribute: str) -> int:

@@ -8,16 +8,22 @@ A step, at the clock's "now":
    save it as SUBMITTING, then place it: a crash after saving is recovered by step 1 of the next run,
    and the deterministic intent id means the broker never holds two orders for one intent.
 
+While the market is open, before entries, the step also protects (`_protect`): it scans every short
+option against the ATR protocol (A5), records and alerts each level change with its action plan, places
+the automatic L2 roll-or-close and L3 close, pauses a sleeve after an L3, and trips the circuit breakers
+that put an account in SAFE (A6). The state this needs between scans is the account's `ProtocolState`.
+
 Accounts never wait on each other: a fleet runs this per account (see `run_fleet_step`).
 With `carry_state`, a cycle keeps each account's record, orders and configuration between its steps
 (one run = one cycle) and writes behind: only SUBMITTING and the week's record are written at once (see
 `_Unsaved`). Any error drops what was carried and the next step reads afresh. Configuration changes then
 take effect at the next run.
-Not yet part of a step: ATR scans, repricing and timeouts, circuit breakers (see docs/architecture.md).
+Not yet part of a step: repricing and timeouts of working orders (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -28,15 +34,26 @@ from alluse.application.broker_port import Broker
 from alluse.application.configuration import ConfigurationService
 from alluse.application.market_ports import MarketData, TradingCalendar
 from alluse.application.ports import AccountChange, AccountStore, Clock
-from alluse.domain.accounts import Account, AccountStatus
+from alluse.domain.accounts import Account, AccountStatus, SleeveBalance
 from alluse.domain.alerts import Alert, AlertType, Priority
+from alluse.domain.atr_protocol import (
+    AtrLevel,
+    LevelChange,
+    ProtectedPosition,
+    RollPlan,
+    evaluate,
+    plan_roll,
+    roll_terms,
+)
 from alluse.domain.audit import AuditEvent, chain
-from alluse.domain.brokerage import Execution, OrderRequest, OrderType, Settlement
+from alluse.domain.brokerage import Execution, OrderRequest, OrderType, Settlement, SettlementKind, Side
 from alluse.domain.config import AllUseConfig, DeltaBand, WeekModeConfig
-from alluse.domain.errors import AllUseError, Conflict
-from alluse.domain.instruments import Equity, OptionContract, OptionRight
-from alluse.domain.ledger import book_execution, book_settlement
+from alluse.domain.errors import AllUseError, Conflict, MarketDataGap
+from alluse.domain.indicators import average_true_range
+from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
+from alluse.domain.ledger import book_execution, book_settlement, equity_cents, option_mark_cents
 from alluse.domain.market import NEW_YORK, OptionChain
+from alluse.domain.money import cents_of_price
 from alluse.domain.orders import (
     AlertMismatch,
     AlertOrphan,
@@ -52,7 +69,31 @@ from alluse.domain.orders import (
     record_resubmission,
     transition,
 )
-from alluse.domain.risk import KillSwitches, OrderIntent, RiskContext, RiskDecision, StarlabGrant, check
+from alluse.domain.protection import (
+    ProtectivePurpose,
+    apply_level_changes,
+    breaker_trip,
+    closed_trade_pnl,
+    go_safe,
+    protected_positions,
+    record_closed_trades,
+    release_safe,
+    safe_release_due,
+    sleeve_paused,
+    start_day,
+    sync_watches,
+    unwatched_underlyings,
+)
+from alluse.domain.risk import (
+    BreakerTrip,
+    DenyReason,
+    KillSwitches,
+    OrderIntent,
+    RiskContext,
+    RiskDecision,
+    StarlabGrant,
+    check,
+)
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.strategies import EntryDecision, EntryPlan, SleeveBook, entry_window_open, plan_entries
 from alluse.domain.week import WeekMode, WeekRecord, classify_week_mode, delta_shift, prior_week_measures
@@ -76,6 +117,10 @@ class StepReport:
     fills: list[tuple[SleeveKind, Execution]] = field(default_factory=list)  # booked in this step
     settlements: list[Settlement] = field(default_factory=list)  # booked in this step
     account: Account | None = None  # the account as this step left it
+    level_changes: list[LevelChange] = field(default_factory=list)
+    protective: list[ManagedOrder] = field(default_factory=list)  # ATR closes and rolls placed
+    breaker: BreakerTrip | None = None  # the breaker that put the account in SAFE in this step
+    closed_trade_pnls: list[int] = field(default_factory=list)  # realised P&L of trades closed in this step
 
 
 @dataclass
@@ -125,6 +170,7 @@ class TradingCycle:
         self._carry = carry_state
         self._carried: dict[str, _Carried] = {}
         self._modes: dict[tuple[date, WeekModeConfig], WeekMode | None] = {}  # one index read per day
+        self._atrs: dict[tuple[str, date, int], float | None] = {}  # one ATR per ticker per day
 
     def step(self, account_id: str) -> StepReport:
         now = self._clock.now()
@@ -147,11 +193,13 @@ class TradingCycle:
 
     def _advance(self, state: _Carried, report: StepReport) -> None:
         changed = self._reconcile(state.account, state.orders, state.cfg, report)
-        account = self._book(state.account, state.orders, report)
+        account = self._book(state.account, state.orders, state.cfg, report)
         events = self._booking_events(report)
         state.account = self._commit(account, changed.values(), events, state.unsaved, durable=False)
-        if self._calendar.is_open(report.at) and state.account.status is AccountStatus.ACTIVE:
-            state.account = self._enter(state, report)
+        if self._calendar.is_open(report.at):
+            self._protect(state, report)
+            if state.account.status is AccountStatus.ACTIVE:
+                state.account = self._enter(state, report)
 
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
         """Store the judged week (mode guessed and confirmed, type code per sleeve) in the account's chain."""
@@ -207,34 +255,253 @@ class TradingCycle:
         return changed
 
     # --- 2. book fills and settlements --------------------------------------------------------------
-    def _book(self, account: Account, orders: Mapping[str, ManagedOrder], report: StepReport) -> Account:
+    def _book(
+        self, account: Account, orders: Mapping[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
+    ) -> Account:
         brokerage_id = _linked(account)
+        pnls: list[int] = []
         for execution in self._broker.executions(brokerage_id)[account.executions_booked :]:
             order = orders.get(execution.client_ref)
             if order is None:  # not ours to book: hold the line until a human sorts it out
                 report.problems.append(f"fill {execution.execution_id} has unknown ref {execution.client_ref}")
                 break
+            before = account.sleeve(order.sleeve)
             account = book_execution(account, order.sleeve, execution)
             account = replace(account, executions_booked=account.executions_booked + 1)
+            pnls += _closed(before, account.sleeve(order.sleeve), execution.instrument)
             report.booked_executions += 1
             report.fills.append((order.sleeve, execution))
         for settlement in self._broker.settlements(brokerage_id)[account.settlements_booked :]:
             try:
-                account = book_settlement(account, settlement)
+                booked = book_settlement(account, settlement)
             except Conflict as err:
                 report.problems.append(str(err))
                 break
-            account = replace(account, settlements_booked=account.settlements_booked + 1)
+            if settlement.kind is not SettlementKind.ASSIGNED:  # A12: an assignment closes no trade
+                for kind, before in account.sleeves.items():
+                    pnls += _closed(before, booked.sleeve(kind), settlement.instrument)
+            account = replace(booked, settlements_booked=booked.settlements_booked + 1)
             report.booked_settlements += 1
             report.settlements.append(settlement)
-        return account
+        report.closed_trade_pnls += pnls
+        return record_closed_trades(account, pnls, cfg.circuit_breakers)
 
-    # --- 3. entries ---------------------------------------------------------------------------------
+    # --- 3. protect: ATR scan, automatic actions, circuit breakers -----------------------------------
+    def _protect(self, state: _Carried, report: StepReport) -> None:
+        cfg, today = state.cfg, _day(report.at)
+        account, events = state.account, []
+        durable = False
+        if safe_release_due(account, today):
+            account = release_safe(account)
+            events.append(AuditEvent("SAFE_RELEASED", {"policy": cfg.circuit_breakers.safe_release}))
+            self._alert(
+                account, AlertType.ACCOUNT_MANAGEMENT, Priority.MEDIUM, "SAFE lifted", "trading resumes", report.at
+            )
+            durable = True
+        account = sync_watches(account, self._entry_prices(account, report))
+        positions = protected_positions(account)
+        shift = self._delta_shift(report.at, cfg)
+        changes = self._scan(account, positions, cfg, shift, report) if positions else []
+        account = apply_level_changes(account, changes, cfg)
+        events += [AuditEvent("ATR_LEVEL_CHANGED", _change_details(c)) for c in changes]
+        durable = durable or any(c.to_level is AtrLevel.L3 for c in changes)  # the pause must not be lost
+        account, trip = self._breaker(account, cfg, report)
+        if trip is not None:
+            account = go_safe(account, today, cfg.circuit_breakers)
+            until = account.protocol.safe_until
+            events.append(AuditEvent("CIRCUIT_BREAKER_TRIPPED", {"kind": trip.kind.value, "message": trip.message}))
+            release = f"lifts on {until}" if until else "until an operator lifts it"
+            body = f"{trip.message}; account SAFE (no new risk, exits allowed), {release}"
+            self._alert(account, AlertType.PROTOCOL_BREACH, Priority.CRITICAL, "circuit breaker", body, report.at)
+            report.breaker, durable = trip, True
+        state.account = self._commit(account, [], events, state.unsaved, durable=durable)
+        acting = [c for c in changes if c.escalated and c.action.automatic]
+        if acting:
+            self._act(state, {p.position_id: p for p in positions}, acting, shift, report)
+
+    def _entry_prices(self, account: Account, report: StepReport) -> dict[str, int]:
+        """Underlying prices for positions not watched yet: at the opening fill when this step booked it."""
+        new = unwatched_underlyings(account)
+        if not new:
+            return {}
+        when = {
+            e.instrument.underlying: e.at
+            for _, e in report.fills
+            if isinstance(e.instrument, OptionContract) and e.side is Side.SELL
+        }
+        return {t: cents_of_price(self._market.price(t, when.get(t, report.at))) for t in new}
+
+    def _scan(
+        self,
+        account: Account,
+        positions: Sequence[ProtectedPosition],
+        cfg: AllUseConfig,
+        shift: Decimal,
+        report: StepReport,
+    ) -> list[LevelChange]:
+        tickers = {p.underlying for p in positions}
+        prices = {t: self._market.price(t, report.at) for t in tickers}
+        atrs = {t: a for t in tickers if (a := self._atr(t, _day(report.at), cfg.atr_protocol.atr_period))}
+        changes = evaluate(positions, prices, atrs, report.at, cfg, delta_shift=shift)
+        for change in changes:
+            title = f"ATR L{int(change.from_level)}→L{int(change.to_level)} {change.contract.symbol}"
+            priority = Priority[change.priority]
+            self._alert(account, AlertType.PROTOCOL_BREACH, priority, title, str(change.plan), report.at)
+        report.level_changes += changes
+        return changes
+
+    def _act(
+        self,
+        state: _Carried,
+        positions: Mapping[str, ProtectedPosition],
+        changes: Sequence[LevelChange],
+        shift: Decimal,
+        report: StepReport,
+    ) -> None:
+        """The automatic actions of escalations (A5): L2 rolls for a net credit or closes, L3 closes.
+        Buy-backs go first; a roll's new leg follows once its buy-back has filled (cash and collateral)."""
+        closes: list[ManagedOrder] = []
+        rolls: list[tuple[ProtectedPosition, RollPlan]] = []
+        for change in changes:
+            position = positions[change.position_id]
+            try:
+                chain = self._market.chain(position.underlying, report.at)
+                roll = None
+                if change.action.action == "roll_or_close":
+                    roll = plan_roll(position, chain, _day(report.at), state.cfg, delta_shift=shift)
+                order = self._buy_back(state, position, chain, roll, report)
+            except AllUseError as err:
+                why = f"{position.contract.symbol}: cannot act on L{int(change.to_level)}: {err}"
+                report.problems.append(why)
+                self._alert(
+                    state.account, AlertType.PROTOCOL_BREACH, Priority.CRITICAL, "ATR action failed", why, report.at
+                )
+                continue
+            if order is not None:
+                closes.append(order)
+                if roll is not None:
+                    rolls.append((position, roll))
+        if closes:
+            report.protective += self._place(state, closes, report)
+        opens = [o for position, roll in rolls if (o := self._roll_open(state, position, roll, report)) is not None]
+        if opens:
+            report.protective += self._place(state, opens, report)
+
+    def _buy_back(
+        self,
+        state: _Carried,
+        position: ProtectedPosition,
+        chain: OptionChain,
+        roll: RollPlan | None,
+        report: StepReport,
+    ) -> ManagedOrder | None:
+        """The buy-to-close at the ask, or None when this week's order for it exists already."""
+        contract = position.contract
+        purpose = ProtectivePurpose.ROLL_CLOSE if roll else ProtectivePurpose.CLOSE
+        ref = self._protective_ref(state.account, position.sleeve, purpose, contract, report.at)
+        if any(intent_stem(known) == intent_stem(ref) for known in state.orders):
+            return None
+        quote = chain.find(contract)
+        if quote is None or quote.ask_cents <= 0:
+            raise MarketDataGap(f"no ask to buy back {contract.symbol}", field="chain")
+        request = OrderRequest(ref, contract, Side.BUY, position.contracts, OrderType.LIMIT, quote.ask_cents)
+        intent = OrderIntent(
+            state.account.account_id, position.sleeve, contract, Side.BUY, position.contracts, False, quote.ask_cents
+        )
+        if not self._allowed(state, intent, position.sleeve, report):
+            return None
+        return plan_order(state.account.account_id, position.sleeve, request)
+
+    def _roll_open(
+        self, state: _Carried, position: ProtectedPosition, roll: RollPlan, report: StepReport
+    ) -> ManagedOrder | None:
+        """A roll's new short leg: new risk, so it passes every check; refused, the position stays closed."""
+        account, contract = state.account, roll.open_contract
+        if account.sleeve(position.sleeve).quantity(position.contract) != 0:
+            report.problems.append(f"roll of {position.contract.symbol}: buy-back not filled, new leg not placed")
+            return None
+        ref = self._protective_ref(account, position.sleeve, ProtectivePurpose.ROLL_OPEN, contract, report.at)
+        quote = self._market.chain(contract.underlying, report.at).find(contract)
+        intent = OrderIntent(
+            account.account_id,
+            position.sleeve,
+            contract,
+            Side.SELL,
+            roll.quantity,
+            True,
+            roll.open_price_cents,
+            quote=quote,
+        )
+        terms = roll_terms(position.sleeve, contract.right, state.cfg)
+        collateral = (
+            contract.strike_cents * contract.multiplier * roll.quantity if contract.right is OptionRight.PUT else 0
+        )
+        context = self._risk_context(
+            account,
+            position.sleeve,
+            contract.underlying,
+            state.cfg,
+            cash_required_cents=collateral,
+            delta_band=DeltaBand(min=terms.delta_band[0], max=terms.delta_band[1]),
+            premium_floor_pct=Decimal(0),  # a roll is judged by its net credit (A5), not by the entry floor
+            at=report.at,
+        )
+        decision = check(intent, context)
+        if not decision.allowed:
+            why = f"roll of {position.contract.symbol} into {contract.symbol} refused: {decision.reason}"
+            why += f": {decision.message}"
+            report.problems.append(why)
+            self._alert(account, AlertType.PROTOCOL_BREACH, Priority.HIGH, "roll refused", why, report.at)
+            return None
+        request = OrderRequest(ref, contract, Side.SELL, roll.quantity, OrderType.LIMIT, roll.open_price_cents)
+        reference = Quote(quote.bid_cents, quote.ask_cents) if quote else None
+        return plan_order(account.account_id, position.sleeve, request, reference_quote=reference)
+
+    def _allowed(self, state: _Carried, intent: OrderIntent, sleeve: SleeveKind, report: StepReport) -> bool:
+        """An exit passes the engine too (A7: every order); only a halt or a non-trading account stops it."""
+        context = self._risk_context(
+            state.account,
+            sleeve,
+            intent.instrument.underlying if isinstance(intent.instrument, OptionContract) else intent.instrument.symbol,
+            state.cfg,
+            cash_required_cents=0,
+            delta_band=None,
+            premium_floor_pct=Decimal(0),
+            at=report.at,
+        )
+        decision = check(intent, context)
+        if not decision.allowed:
+            why = f"{intent.instrument.symbol}: exit refused: {decision.reason}: {decision.message}"
+            report.problems.append(why)
+            self._alert(state.account, AlertType.PROTOCOL_BREACH, Priority.CRITICAL, "exit refused", why, report.at)
+        return decision.allowed
+
+    def _protective_ref(
+        self, account: Account, sleeve: SleeveKind, purpose: ProtectivePurpose, contract: OptionContract, at: datetime
+    ) -> str:
+        return intent_id(
+            account.account_id, sleeve, _week_start(at), purpose.value, contract.underlying, contract.symbol
+        )
+
+    def _breaker(self, account: Account, cfg: AllUseConfig, report: StepReport) -> tuple[Account, BreakerTrip | None]:
+        """The breaker an ACTIVE account trips now; the day's first scan sets the drawdown's reference."""
+        if account.status is not AccountStatus.ACTIVE:
+            return account, None
+        try:
+            equity = equity_cents(account, marks_at(self._market, account, report.at))
+        except AllUseError as err:  # no marks, no drawdown: say so rather than guess
+            report.problems.append(f"circuit breakers not evaluated: {err}")
+            return account, None
+        today = _day(report.at)
+        if account.protocol.day != today:
+            account = start_day(account, today, equity)
+        return account, breaker_trip(account, equity, cfg.circuit_breakers)
+
+    # --- 4. entries ---------------------------------------------------------------------------------
     def _enter(self, state: _Carried, report: StepReport) -> Account:
-        account, orders, cfg, unsaved = state.account, state.orders, state.cfg, state.unsaved
-        mode = self._week_mode(report.at, cfg)
-        report.week_mode = mode
-        shift = delta_shift(mode, cfg.week_mode) if mode else Decimal(0)
+        account, orders, cfg = state.account, state.orders, state.cfg
+        report.week_mode = self._week_mode(report.at, cfg)
+        shift = self._delta_shift(report.at, cfg)
         entries: list[tuple[EntryPlan, ManagedOrder]] = []
         for sleeve in TRADING_SLEEVES:
             for plan, option_chain in self._sleeve_plans(account, sleeve, shift, cfg, report):
@@ -243,29 +510,39 @@ class TradingCycle:
                     entries.append((plan, order))
         if not entries:
             return account
-        submitting = [transition(o, OrderState.SUBMITTING, report.at, "placing") for _, o in entries]
+        state.account = account
+        report.placed.extend(self._place(state, [o for _, o in entries], report))
+        return state.account
+
+    def _place(self, state: _Carried, orders: Sequence[ManagedOrder], report: StepReport) -> list[ManagedOrder]:
+        """Save the orders as SUBMITTING, place them, book what filled at once; the acknowledged orders."""
+        submitting = [transition(o, OrderState.SUBMITTING, report.at, "placing") for o in orders]
         # One audit record per commit (its orders listed): each record is a stored item, and items are cost.
         events = [AuditEvent("ORDERS_SUBMITTING", {"orders": [_order_details(o) for o in submitting]})]
-        account = self._commit(account, submitting, events, unsaved)  # saved BEFORE the broker hears of it
+        account = self._commit(state.account, submitting, events, state.unsaved)  # saved BEFORE the broker hears
         acknowledged = []
         for order in submitting:
             placed = self._broker.place_order(_linked(account), order.request)
             acknowledged.append(apply_broker_order(order, placed, report.at))
-        report.placed.extend(acknowledged)
-        orders.update({o.intent_id: o for o in acknowledged})
+        state.orders.update({o.intent_id: o for o in acknowledged})
         booked = report.booked_executions
-        account = self._book(account, orders, report)  # marketable orders fill at once
+        account = self._book(account, state.orders, state.cfg, report)  # marketable orders fill at once
         details: dict[str, object] = {"orders": [_order_details(o) for o in acknowledged]}
         if report.booked_executions > booked:
             details["executions_booked"] = report.booked_executions - booked
         events = [AuditEvent("ORDERS_ACKNOWLEDGED", details)]
-        return self._commit(account, acknowledged, events, unsaved, durable=False)
+        state.account = self._commit(account, acknowledged, events, state.unsaved, durable=False)
+        return acknowledged
 
     def _sleeve_plans(
         self, account: Account, sleeve: SleeveKind, shift: Decimal, cfg: AllUseConfig, report: StepReport
     ) -> Iterable[tuple[EntryPlan, OptionChain]]:
         balance = account.sleeve(sleeve)
         if balance.cash_cents <= 0 or not entry_window_open(sleeve, cfg, report.at):
+            return []
+        if sleeve_paused(account, sleeve, _day(report.at)):
+            until = account.protocol.paused_until[sleeve]
+            report.skipped[(sleeve, "*")] = f"{DenyReason.SLEEVE_PAUSED}: ATR L3, no entries before {until}"
             return []
         strategy = getattr(cfg, sleeve.value.lower())
         held = {i.ticker for i, q in balance.positions.items() if isinstance(i, Equity) and q > 0}
@@ -322,7 +599,18 @@ class TradingCycle:
             plan.limit_price_cents,
             quote=quote,
         )
-        decision = check(intent, self._risk_context(account, plan, cfg))
+        strategy = getattr(cfg, plan.sleeve.value.lower())
+        context = self._risk_context(
+            account,
+            plan.sleeve,
+            contract.underlying,
+            cfg,
+            cash_required_cents=plan.cash_required_cents,
+            delta_band=DeltaBand(min=plan.delta_band[0], max=plan.delta_band[1]),  # the band the strategy used
+            premium_floor_pct=strategy.premium_floor_pct,
+            at=report.at,
+        )
+        decision = check(intent, context)
         if not decision.allowed:
             report.denied.append((plan, decision))
             self._alert(
@@ -338,10 +626,19 @@ class TradingCycle:
         reference = Quote(quote.bid_cents, quote.ask_cents) if quote else None
         return plan_order(account.account_id, plan.sleeve, request, reference_quote=reference)
 
-    def _risk_context(self, account: Account, plan: EntryPlan, cfg: AllUseConfig) -> RiskContext:
-        balance = account.sleeve(plan.sleeve)
-        strategy = getattr(cfg, plan.sleeve.value.lower())
-        underlying = plan.contract.underlying
+    def _risk_context(
+        self,
+        account: Account,
+        sleeve: SleeveKind,
+        underlying: str,
+        cfg: AllUseConfig,
+        *,
+        cash_required_cents: int,
+        delta_band: DeltaBand | None,
+        premium_floor_pct: Decimal,
+        at: datetime,
+    ) -> RiskContext:
+        balance = account.sleeve(sleeve)
         shares = balance.quantity(Equity(underlying))
         covered = sum(
             -q * i.multiplier
@@ -353,17 +650,32 @@ class TradingCycle:
             kill_switches=self.kill_switches,
             free_cash_cents=balance.cash_cents - balance.buffer_cents - balance.collateral_cents,
             buffer_cents=balance.buffer_cents,
-            cash_required_cents=plan.cash_required_cents,
-            delta_band=DeltaBand(min=plan.delta_band[0], max=plan.delta_band[1]),  # the band the strategy used
-            premium_floor_pct=strategy.premium_floor_pct,
-            sleeve_paused=False,
-            tripped_breaker=None,
+            cash_required_cents=cash_required_cents,
+            delta_band=delta_band,
+            premium_floor_pct=premium_floor_pct,
+            sleeve_paused=sleeve_paused(account, sleeve, _day(at)),
+            tripped_breaker=None,  # a tripped breaker has already put the account in SAFE (see _protect)
             starlab=StarlabGrant.from_config(cfg),
             blacklist=frozenset(cfg.circuit_breakers.blacklist),
             risk=cfg.risk,
             uncovered_shares=max(shares - covered, 0),
             premium_floor_policy=cfg.hitl.premium_floor_policy,
         )
+
+    def _delta_shift(self, now: datetime, cfg: AllUseConfig) -> Decimal:
+        """The week mode's delta shift (A4): entries and rolls alike."""
+        mode = self._week_mode(now, cfg)
+        return delta_shift(mode, cfg.week_mode) if mode else Decimal(0)
+
+    def _atr(self, ticker: str, today: date, period: int) -> float | None:
+        """ATR of daily bars through the last session before today (A5: the day's ATR is known at the open);
+        None when history is short (the protocol then falls back to a share of the price)."""
+        key = (ticker, today, period)
+        if key not in self._atrs:
+            bars = self._market.daily_bars(ticker, through=today - timedelta(days=1))
+            value = float(average_true_range(bars.high, bars.low, bars.close, period)[-1]) if len(bars) else math.nan
+            self._atrs[key] = value if math.isfinite(value) and value > 0 else None
+        return self._atrs[key]
 
     def _week_mode(self, now: datetime, cfg: AllUseConfig) -> WeekMode | None:
         today = now.astimezone(NEW_YORK).date()
@@ -438,6 +750,41 @@ def index_week_mode(market: MarketData, config: WeekModeConfig, week_start: date
     bars = market.daily_bars(config.index_ticker, through=through)
     measures = prior_week_measures(bars.dates, bars.close, week_start, config)
     return classify_week_mode(*measures, config) if measures else None
+
+
+def marks_at(market: MarketData, account: Account, at: datetime) -> dict[Instrument, int]:
+    """Marks of everything the account holds: shares at the price, options at mid, else intrinsic."""
+    held = {i for b in account.sleeves.values() for i, q in b.positions.items() if q}
+    marks: dict[Instrument, int] = {}
+    for instrument in held:
+        if isinstance(instrument, Equity):
+            marks[instrument] = cents_of_price(market.price(instrument.ticker, at))
+        elif isinstance(instrument, OptionContract):
+            quote = market.chain(instrument.underlying, at).find(instrument)
+            mid = (quote.bid_cents + quote.ask_cents) // 2 if quote else None
+            spot = cents_of_price(market.price(instrument.underlying, at))
+            marks[instrument] = option_mark_cents(instrument, mid, spot)
+    return marks
+
+
+def _closed(before: SleeveBalance, after: SleeveBalance, instrument: Instrument) -> list[int]:
+    pnl = closed_trade_pnl(before, after, instrument)
+    return [] if pnl is None else [pnl]
+
+
+def _day(at: datetime) -> date:
+    return at.astimezone(NEW_YORK).date()
+
+
+def _change_details(change: LevelChange) -> dict[str, object]:
+    return {
+        "position": change.position_id,
+        "from": int(change.from_level),
+        "to": int(change.to_level),
+        "atr_multiple": f"{change.atr_multiple:.2f}",
+        "action": change.action.action,
+        "automatic": change.action.automatic,
+    }
 
 
 def _linked(account: Account) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -117,6 +117,26 @@ class ChainHead:
 
 
 @dataclass(frozen=True)
+class Watch:
+    """One short option under the ATR protocol: where its underlying stood at entry, its last level."""
+
+    entry_underlying_cents: int
+    level: int = 0  # an atr_protocol.AtrLevel (0-3)
+
+
+@dataclass(frozen=True)
+class ProtocolState:
+    """What the protocol remembers of an account between scans (A5, A6); rules in `domain.protection`."""
+
+    watches: Mapping[str, Watch] = field(default_factory=dict)  # by protection.watch_key(sleeve, contract)
+    paused_until: Mapping[SleeveKind, date] = field(default_factory=dict)  # ATR L3: no entries before
+    trade_pnls_cents: tuple[int, ...] = ()  # latest closed trades' realised P&L, oldest first
+    day: date | None = None  # the session day_start_equity_cents belongs to
+    day_start_equity_cents: int | None = None
+    safe_until: date | None = None  # a breaker's SAFE lifts on this day; None = an operator lifts it
+
+
+@dataclass(frozen=True)
 class Account:
     account_id: str
     name: str
@@ -130,6 +150,7 @@ class Account:
     executions_booked: int = 0  # broker executions of this account booked into sleeves (append-only list)
     settlements_booked: int = 0  # broker expiry settlements booked into sleeves
     audit_head: ChainHead = field(default_factory=ChainHead)
+    protocol: ProtocolState = field(default_factory=ProtocolState)
     version: int | None = None  # optimistic-lock token owned by the store; None = never stored
 
     @property

@@ -742,6 +742,11 @@ class CircuitBreakersConfig(_Section):
         description="Max share of a sleeve opened per day; 1 = off (B§10's 20 % would block A4's sizing).",
     )
     blacklist: TickerList = Field(default_factory=list, description="Tickers never traded.")
+    safe_release: Literal["operator", "next_session", "next_week"] = Field(
+        default="operator",
+        description="Who lifts a breaker's SAFE: an operator (CON: SAFE until reset), or the protocol itself at "
+        "the next session or the next week's first session.",
+    )
     vix_hedged: Decimal = Field(default=_d("50"), gt=0, le=200, description="VIX above which the week is hedged.")
     vix_safe: Decimal = Field(default=_d("65"), gt=0, le=200, description="VIX above which accounts go SAFE.")
     vix_kill: Decimal = Field(default=_d("80"), gt=0, le=200, description="VIX above which trading is halted.")

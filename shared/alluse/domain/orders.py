@@ -53,6 +53,7 @@ __all__ = [
     "grid_floor",
     "initial_limit",
     "intent_id",
+    "intent_purpose",
     "intent_stem",
     "intent_version",
     "is_on_grid",
@@ -150,6 +151,11 @@ def _parsed(ref: str) -> re.Match[str]:
 def intent_stem(ref: str) -> str:
     """The part every version of one intent shares."""
     return _parsed(ref)["stem"]
+
+
+def intent_purpose(ref: str) -> str:
+    """The purpose part of an intent id, as `intent_id` wrote it (upper case, at most four characters)."""
+    return intent_stem(ref).split("-")[2]
 
 
 def intent_version(ref: str) -> int:

@@ -12,7 +12,7 @@ the configuration (``AllUseConfig.week_mode`` for the mode, ``AllUseConfig.week_
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -329,9 +329,13 @@ def observe_sleeve_week(
     settled: Mapping[OptionContract, SettlementKind],
     closes_cents: Mapping[str, int],
     basis_cents: Mapping[str, int],
+    *,
+    rolled: Collection[OptionContract] = (),
+    bought_back: Collection[OptionContract] = (),
 ) -> SleeveWeek:
-    """A sleeve's week from what happened: the short options it sold (contract, contracts), how expiry
-    settled them, the underlyings' closes and, for calls, the share cost basis per share before the
+    """A sleeve's week from what happened: the short options it sold to open (contract, contracts; a
+    roll's new leg is not one), how expiry settled them or whether they were rolled or bought back
+    before, the underlyings' closes and, for calls, the share cost basis per share before the
     call-away. A sleeve that sold several contracts is judged by the largest by notional (strike ×
     contracts): the position that dominates the sleeve's risk. Nothing sold: an idle week."""
     if not sold:
@@ -341,7 +345,12 @@ def observe_sleeve_week(
         contracts[option] = contracts.get(option, 0) + abs(quantity)
     contract = max(contracts, key=lambda c: (c.strike_cents * contracts[c], c.symbol))
     kind = settled.get(contract)
-    outcome = _OUTCOMES.get(kind, WeekOutcome.CLOSED) if kind else WeekOutcome.OPEN
+    if kind:
+        outcome = _OUTCOMES.get(kind, WeekOutcome.CLOSED)
+    elif contract in rolled:
+        outcome = WeekOutcome.ROLLED
+    else:
+        outcome = WeekOutcome.CLOSED if contract in bought_back else WeekOutcome.OPEN
     reference = contract.strike_cents
     if contract.right is OptionRight.CALL:
         reference = basis_cents.get(contract.underlying, reference)

@@ -62,6 +62,7 @@ class AccountItem(Model):
     settlements_booked = NumberAttribute(default=0)
     audit_seq = NumberAttribute(default=0)
     audit_hash = UnicodeAttribute()
+    protocol = JSONAttribute(null=True)  # ProtocolState: ATR watches, pauses, breaker inputs (ints, ISO dates)
     version = VersionAttribute()
 
     accounts_index = AccountsIndex()

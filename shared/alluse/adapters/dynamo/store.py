@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
@@ -33,7 +33,9 @@ from alluse.domain.accounts import (
     CashMovement,
     ChainHead,
     MovementKind,
+    ProtocolState,
     SleeveBalance,
+    Watch,
     brokerage_id_taken,
 )
 from alluse.domain.audit import AuditRecord
@@ -213,6 +215,7 @@ def _account_to_item(a: Account) -> AccountItem:
         settlements_booked=a.settlements_booked,
         audit_seq=a.audit_head.seq,
         audit_hash=a.audit_head.hash,
+        protocol=_protocol_to_json(a.protocol),
     )
     if a.version is not None:  # unset = new item: pynamodb then requires that it does not exist yet
         item.version = a.version
@@ -234,6 +237,7 @@ def _account_from_item(i: AccountItem) -> Account:
         executions_booked=int(i.executions_booked),
         settlements_booked=int(i.settlements_booked),
         audit_head=ChainHead(int(i.audit_seq), i.audit_hash),
+        protocol=_protocol_from_json(i.protocol or {}),
         version=i.version,
     )
 
@@ -263,6 +267,29 @@ def _sleeve_from_json(kind: SleeveKind, data: dict[str, Any]) -> SleeveBalance:
         realized_cents=int(data.get("realized_cents", 0)),
         premium_cents=int(data.get("premium_cents", 0)),
         commission_cents=int(data.get("commission_cents", 0)),
+    )
+
+
+def _protocol_to_json(p: ProtocolState) -> dict[str, object]:
+    return {
+        "watches": {k: [w.entry_underlying_cents, w.level] for k, w in p.watches.items()},
+        "paused_until": {k.value: d.isoformat() for k, d in p.paused_until.items()},
+        "trade_pnls_cents": list(p.trade_pnls_cents),
+        "day": p.day.isoformat() if p.day else None,
+        "day_start_equity_cents": p.day_start_equity_cents,
+        "safe_until": p.safe_until.isoformat() if p.safe_until else None,
+    }
+
+
+def _protocol_from_json(data: dict[str, Any]) -> ProtocolState:
+    day, safe_until, start = data.get("day"), data.get("safe_until"), data.get("day_start_equity_cents")
+    return ProtocolState(
+        watches={k: Watch(int(v[0]), int(v[1])) for k, v in data.get("watches", {}).items()},
+        paused_until={SleeveKind(k): date.fromisoformat(d) for k, d in data.get("paused_until", {}).items()},
+        trade_pnls_cents=tuple(int(x) for x in data.get("trade_pnls_cents", [])),
+        day=date.fromisoformat(day) if day else None,
+        day_start_equity_cents=int(start) if start is not None else None,
+        safe_until=date.fromisoformat(safe_until) if safe_until else None,
     )
 
 
