@@ -144,6 +144,8 @@ class _Carried:
     orders: dict[str, ManagedOrder]
     cfg: AllUseConfig
     unsaved: _Unsaved
+    # The watched positions of the sleeves and watches they were read from (same objects = still valid).
+    protected: tuple[object, object, list[ProtectedPosition]] | None = None
 
 
 class TradingCycle:
@@ -171,6 +173,8 @@ class TradingCycle:
         self._carried: dict[str, _Carried] = {}
         self._modes: dict[tuple[date, WeekModeConfig], WeekMode | None] = {}  # one index read per day
         self._atrs: dict[tuple[str, date, int], float | None] = {}  # one ATR per ticker per day
+        self._marks_at: datetime | None = None
+        self._mark_memo: dict[Instrument, int] = {}
 
     def step(self, account_id: str) -> StepReport:
         now = self._clock.now()
@@ -298,8 +302,7 @@ class TradingCycle:
                 account, AlertType.ACCOUNT_MANAGEMENT, Priority.MEDIUM, "SAFE lifted", "trading resumes", report.at
             )
             durable = True
-        account = sync_watches(account, self._entry_prices(account, report))
-        positions = protected_positions(account)
+        account, positions = self._watched(state, account, report)
         shift = self._delta_shift(report.at, cfg)
         changes = self._scan(account, positions, cfg, shift, report) if positions else []
         account = apply_level_changes(account, changes, cfg)
@@ -318,6 +321,19 @@ class TradingCycle:
         acting = [c for c in changes if c.escalated and c.action.automatic]
         if acting:
             self._act(state, {p.position_id: p for p in positions}, acting, shift, report)
+
+    def _watched(
+        self, state: _Carried, account: Account, report: StepReport
+    ) -> tuple[Account, list[ProtectedPosition]]:
+        """Watches synced with the positions, and the positions as the protocol measures them; both read
+        again only when the sleeves or the watches changed (a scan is frequent, a change is not)."""
+        known = state.protected
+        if known is not None and known[0] is account.sleeves and known[1] is account.protocol.watches:
+            return account, known[2]
+        account = sync_watches(account, self._entry_prices(account, report))
+        positions = protected_positions(account)
+        state.protected = (account.sleeves, account.protocol.watches, positions)
+        return account, positions
 
     def _entry_prices(self, account: Account, report: StepReport) -> dict[str, int]:
         """Underlying prices for positions not watched yet: at the opening fill when this step booked it."""
@@ -488,7 +504,7 @@ class TradingCycle:
         if account.status is not AccountStatus.ACTIVE:
             return account, None
         try:
-            equity = equity_cents(account, marks_at(self._market, account, report.at))
+            equity = equity_cents(account, self._marks(account, report.at))
         except AllUseError as err:  # no marks, no drawdown: say so rather than guess
             report.problems.append(f"circuit breakers not evaluated: {err}")
             return account, None
@@ -662,6 +678,12 @@ class TradingCycle:
             premium_floor_policy=cfg.hitl.premium_floor_policy,
         )
 
+    def _marks(self, account: Account, at: datetime) -> dict[Instrument, int]:
+        """marks_at, remembering this instant's marks: accounts of one fleet hold the same contracts."""
+        if self._marks_at != at:
+            self._marks_at, self._mark_memo = at, {}
+        return marks_at(self._market, account, at, memo=self._mark_memo)
+
     def _delta_shift(self, now: datetime, cfg: AllUseConfig) -> Decimal:
         """The week mode's delta shift (A4): entries and rolls alike."""
         mode = self._week_mode(now, cfg)
@@ -752,18 +774,27 @@ def index_week_mode(market: MarketData, config: WeekModeConfig, week_start: date
     return classify_week_mode(*measures, config) if measures else None
 
 
-def marks_at(market: MarketData, account: Account, at: datetime) -> dict[Instrument, int]:
-    """Marks of everything the account holds: shares at the price, options at mid, else intrinsic."""
+def marks_at(
+    market: MarketData, account: Account, at: datetime, *, memo: dict[Instrument, int] | None = None
+) -> dict[Instrument, int]:
+    """Marks of everything the account holds: shares at the price, options at mid, else intrinsic.
+    `memo` holds marks already read at `at` (the caller's to keep to one instant)."""
     held = {i for b in account.sleeves.values() for i, q in b.positions.items() if q}
+    memo = {} if memo is None else memo
     marks: dict[Instrument, int] = {}
     for instrument in held:
+        if instrument in memo:
+            marks[instrument] = memo[instrument]
+            continue
         if isinstance(instrument, Equity):
             marks[instrument] = cents_of_price(market.price(instrument.ticker, at))
         elif isinstance(instrument, OptionContract):
-            quote = market.chain(instrument.underlying, at).find(instrument)
-            mid = (quote.bid_cents + quote.ask_cents) // 2 if quote else None
+            chain = market.chain(instrument.underlying, at)
+            row = chain.row_of(instrument)
+            mid = (int(chain.bid_cents[row]) + int(chain.ask_cents[row])) // 2 if row is not None else None
             spot = cents_of_price(market.price(instrument.underlying, at))
             marks[instrument] = option_mark_cents(instrument, mid, spot)
+        memo[instrument] = marks[instrument]
     return marks
 
 

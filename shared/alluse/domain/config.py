@@ -115,7 +115,7 @@ class Weekday(StrEnum):
     @property
     def isoweekday(self) -> int:
         """1 = Monday ... 7 = Sunday (as ``date.isoweekday()``)."""
-        return list(Weekday).index(self) + 1
+        return _ISO_WEEKDAYS[self]
 
     @classmethod
     def _missing_(cls, value: object) -> Weekday | None:
@@ -126,6 +126,9 @@ class Weekday(StrEnum):
                 if member.value == wanted:
                     return member
         return None
+
+
+_ISO_WEEKDAYS = {day: n for n, day in enumerate(Weekday, start=1)}
 
 
 # --------------------------------------------------------------------------------------------------

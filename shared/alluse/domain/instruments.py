@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cached_property
 
 from alluse.domain.errors import ValidationFailed
 
@@ -47,7 +48,7 @@ class OptionContract:
     def multiplier(self) -> int:
         return OPTION_MULTIPLIER
 
-    @property
+    @cached_property  # read on every scan of every position: formatted once per contract object
     def symbol(self) -> str:
         """OCC symbology: root padded to 6, yymmdd, C/P, strike in thousandths of a dollar (8 digits)."""
         return f"{self.underlying:<6}{self.expiry:%y%m%d}{self.right.value}{self.strike_cents * 10:08d}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -94,6 +96,14 @@ class OptionQuote:
         return self.ask_cents - self.bid_cents
 
 
+_EPOCH = date(1970, 1, 1)
+
+
+def _contract_key(day: Any, strike_cents: Any, is_call: Any) -> Any:
+    """One integer per (expiry day, strike, right), for scalars and arrays alike."""
+    return (day * (1 << 36) + strike_cents) * 2 + is_call
+
+
 @dataclass(frozen=True)
 class OptionChain:
     """Every listed contract of one underlying at one instant, column-wise (one row per contract)."""
@@ -147,12 +157,23 @@ class OptionChain:
 
     def find(self, contract: OptionContract) -> OptionQuote | None:
         """The quote of a listed contract, or None if it is not listed."""
+        row = self.row_of(contract)
+        return None if row is None else self.quote(row)
+
+    def row_of(self, contract: OptionContract) -> int | None:
+        """The row of a listed contract, or None if it is not listed."""
         if contract.underlying != self.underlying:
             return None
-        mask = (
-            (self.expiry == np.datetime64(contract.expiry, "D"))
-            & (self.strike_cents == contract.strike_cents)
-            & (self.is_call == (contract.right is OptionRight.CALL))
-        )
-        rows = np.flatnonzero(mask)
-        return self.quote(int(rows[0])) if rows.size else None
+        keys, rows = self._contract_index
+        key = _contract_key((contract.expiry - _EPOCH).days, contract.strike_cents, contract.right is OptionRight.CALL)
+        at = int(np.searchsorted(keys, key))
+        return int(rows[at]) if at < keys.shape[0] and keys[at] == key else None
+
+    @cached_property
+    def _contract_index(self) -> tuple[IntArray, npt.NDArray[np.intp]]:
+        """Sorted contract keys and their rows, built once per chain: a fleet looks up many contracts in
+        one shared chain. A stable sort keeps the first listing of a duplicate first."""
+        days = self.expiry.astype("datetime64[D]").astype(np.int64)
+        keys = _contract_key(days, self.strike_cents.astype(np.int64), self.is_call)
+        order = np.argsort(keys, kind="stable")
+        return keys[order], order

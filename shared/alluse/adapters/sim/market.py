@@ -57,6 +57,8 @@ class SimulatedMarket:
         self._settings = settings or SimulatedMarketSettings()
         self._long_run = long_run_vols or {}
         self._chains: OrderedDict[tuple[str, datetime], OptionChain] = OrderedDict()
+        self._prices_at: datetime | None = None
+        self._prices: dict[str, float] = {}
         self._expiries: dict[date, list[date]] = {}
 
     @classmethod
@@ -131,6 +133,13 @@ class SimulatedMarket:
         """The last trade at or before `at`: the latest ended bar's close, the session's opening print
         before the first bar ends, the previous close outside the session."""
         self._not_after_now(at)
+        if at != self._prices_at:  # a fleet asks every account's prices at one instant: remember that one
+            self._prices_at, self._prices = at, {}
+        if ticker not in self._prices:
+            self._prices[ticker] = self._price(ticker, at)
+        return self._prices[ticker]
+
+    def _price(self, ticker: str, at: datetime) -> float:
         local = at.astimezone(NEW_YORK)
         day = local.date()
         if self.calendar.is_session(day) and local >= self.calendar.open_at(day):
