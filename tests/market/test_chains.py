@@ -19,7 +19,7 @@ from alluse.adapters.sim.chains import (
 )
 from alluse.adapters.sim.volatility import VolSurfaceSettings, atm_vol, iv_surface
 from alluse.domain.errors import ValidationFailed
-from alluse.domain.instruments import OptionRight
+from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.market import OptionChain
 from alluse.domain.pricing import bs_price
 
@@ -312,9 +312,19 @@ def _increments(chain: OptionChain, expiry: date) -> set[int]:
     return {int(x) for x in np.diff(chain.strike_cents[rows])}
 
 
+def test_a_listed_strike_stays_listed_after_a_rise_across_a_tier_boundary() -> None:
+    """TSLA sold a $202 call at $199 ($1 strikes); at $218 (the $2.50 tier) the ATR protocol must still
+    find it to buy it back."""
+    before = _chain("TSLA", 199.0, 0.5, THURSDAY)
+    after = _chain("TSLA", 218.0, 0.5, THURSDAY)
+    call = OptionContract("TSLA", before.expiries()[0], 20_200, OptionRight.CALL)
+    assert before.find(call) is not None
+    assert after.find(call) is not None
+
+
 @pytest.mark.parametrize(
     ("ticker", "spot", "near", "far"),
-    [("F", 12.3, 50, 100), ("AMD", 150.0, 100, 500), ("TSLA", 250.0, 250, 1000), ("COST", 910.0, 500, 1000)],
+    [("F", 12.3, 50, 100), ("AMD", 150.0, 100, 500), ("TSLA", 280.0, 250, 1000), ("COST", 910.0, 500, 1000)],
 )
 def test_strike_increments_follow_the_price_level(ticker: str, spot: float, near: int, far: int) -> None:
     chain = _chain(ticker, spot, 0.4, THURSDAY)

@@ -12,7 +12,7 @@ recorded in its audit chain.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -113,10 +113,12 @@ class ProtocolRun:
             sessions = [d for d in (monday + timedelta(days=k) for k in range(5)) if self._calendar.is_session(d)]
             for day in sessions:
                 close = self._calendar.close_at(day)
-                for moment in step_moments(day, self._calendar.open_at(day), close, self._cfg):
+                moments = step_moments(day, self._calendar.open_at(day), close, self._cfg)
+                for moment, following in zip(moments, [*moments[1:], None], strict=True):
                     self._advance_to(moment)
                     self._step_broker()
-                    self._step_all(tallies, failures, live, is_close=moment > close)
+                    resting = self._step_all(tallies, failures, live, tallies.keys(), is_close=moment > close)
+                    self._work_resting(resting, moment, following, tallies, failures, live)
             if sessions:
                 confirmed = self._confirmed_mode(monday)
                 for account_id, tally in tallies.items():
@@ -130,10 +132,42 @@ class ProtocolRun:
         return [AccountRun(i, names[i], start_equity[i], tuple(history[i]), failures.get(i)) for i in sorted(names)]
 
     # --- stepping --------------------------------------------------------------------------------
-    def _step_all(
-        self, tallies: dict[str, _Tally], failures: dict[str, str], live: dict[str, Account], *, is_close: bool
+    def _work_resting(
+        self,
+        resting: set[str],
+        moment: datetime,
+        following: datetime | None,
+        tallies: dict[str, _Tally],
+        failures: dict[str, str],
+        live: dict[str, Account],
     ) -> None:
-        for account_id, tally in tallies.items():
+        """Accounts with resting orders step again every reprice delay until the timeout has passed (A8),
+        before the next scheduled moment; the others wait for it."""
+        rules = self._cfg.orders
+        delay = timedelta(seconds=rules.reprice_after_seconds)
+        deadline = moment + timedelta(seconds=rules.timeout_seconds)
+        at = moment
+        while resting and at < deadline:
+            at += delay
+            if following is not None and at >= following:
+                return
+            self._advance_to(at)
+            self._step_broker()
+            resting = self._step_all(tallies, failures, live, resting, is_close=False)
+
+    def _step_all(
+        self,
+        tallies: dict[str, _Tally],
+        failures: dict[str, str],
+        live: dict[str, Account],
+        account_ids: Iterable[str],
+        *,
+        is_close: bool,
+    ) -> set[str]:
+        """Step these accounts once; the ones left with resting orders."""
+        resting: set[str] = set()
+        for account_id in list(account_ids):
+            tally = tallies[account_id]
             if account_id in failures:
                 continue
             if is_close:
@@ -149,6 +183,9 @@ class ProtocolRun:
             if report.account is not None:
                 live[account_id] = report.account
             self._tally(tally, report)
+            if report.working:
+                resting.add(account_id)
+        return resting
 
     def _step_problem(self, account_id: str, tally: _Tally, why: str) -> None:
         """Reported and alerted; the account steps again at the next moment (the cycle re-reads it)."""
@@ -185,6 +222,8 @@ class ProtocolRun:
         floor = "awaiting human (premium below floor)"
         happened += [(floor, f"{floor}: {p.contract.symbol}") for p in report.awaiting_human]
         happened += [("problem", f"problem: {p}") for p in report.problems]
+        happened += [("repriced", f"repriced {o.intent_id} to {o.request.limit_price_cents}") for o in report.repriced]
+        happened += [("timed out", f"timed out {o.intent_id}") for o in report.timed_out]
         happened += [
             (f"ATR L{int(c.to_level)}", f"ATR L{int(c.from_level)}→L{int(c.to_level)}: {c.contract.symbol}")
             for c in report.level_changes

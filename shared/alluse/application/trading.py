@@ -62,11 +62,15 @@ from alluse.domain.orders import (
     Quote,
     Resubmit,
     apply_broker_order,
+    due_for_reprice,
     intent_id,
     intent_stem,
+    next_limit,
     plan_order,
     reconcile,
     record_resubmission,
+    replacement,
+    should_cancel,
     transition,
 )
 from alluse.domain.protection import (
@@ -121,6 +125,9 @@ class StepReport:
     protective: list[ManagedOrder] = field(default_factory=list)  # ATR closes and rolls placed
     breaker: BreakerTrip | None = None  # the breaker that put the account in SAFE in this step
     closed_trade_pnls: list[int] = field(default_factory=list)  # realised P&L of trades closed in this step
+    repriced: list[ManagedOrder] = field(default_factory=list)  # replacement versions placed in this step
+    timed_out: list[ManagedOrder] = field(default_factory=list)  # cancelled at the timeout in this step
+    working: bool = False  # orders rest at the broker after this step: reprice and timeout need a step soon
 
 
 @dataclass
@@ -201,9 +208,11 @@ class TradingCycle:
         events = self._booking_events(report)
         state.account = self._commit(account, changed.values(), events, state.unsaved, durable=False)
         if self._calendar.is_open(report.at):
+            self._work_orders(state, report)
             self._protect(state, report)
             if state.account.status is AccountStatus.ACTIVE:
                 state.account = self._enter(state, report)
+        report.working = any(o.state.is_worked for o in state.orders.values())
 
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
         """Store the judged week (mode guessed and confirmed, type code per sleeve) in the account's chain."""
@@ -290,7 +299,51 @@ class TradingCycle:
         report.closed_trade_pnls += pnls
         return record_closed_trades(account, pnls, cfg.circuit_breakers)
 
-    # --- 3. protect: ATR scan, automatic actions, circuit breakers -----------------------------------
+    # --- 3. work resting orders: reprice toward the touch, cancel at timeout (A8) -------------------------
+    def _work_orders(self, state: _Carried, report: StepReport) -> None:
+        rules, now = state.cfg.orders, report.at
+        resting = [o for o in state.orders.values() if o.state.is_worked and o.broker_order_id]
+        replacements: list[ManagedOrder] = []
+        for order in resting:
+            if should_cancel(order, now, rules):
+                self._cancel(state, order, f"timed out after {rules.timeout_seconds} s", report)
+                report.timed_out.append(order)
+            elif due_for_reprice(order, now, rules):
+                limit = self._repriced_limit(state, order, now)
+                if limit is None:
+                    continue  # at the touch or the concession bound already: it rests until the timeout
+                cancelled = self._cancel(state, order, f"reprice to {limit}", report)
+                if cancelled.state is OrderState.CANCELLED and cancelled.remaining > 0:
+                    replacements.append(replacement(cancelled, limit))
+        if replacements:
+            report.repriced += self._place(state, replacements, report)
+
+    def _repriced_limit(self, state: _Carried, order: ManagedOrder, now: datetime) -> int | None:
+        request = order.request
+        contract = request.instrument
+        if not isinstance(contract, OptionContract) or request.limit_price_cents is None:
+            return None
+        quote = self._market.chain(contract.underlying, now).find(contract)
+        if quote is None or quote.bid_cents <= 0 or quote.ask_cents <= 0:
+            return None  # no quote to reprice against: the order keeps its limit
+        touch = Quote(quote.bid_cents, quote.ask_cents)
+        reference = order.reference_quote.mid if order.reference_quote else touch.mid
+        return next_limit(
+            request.limit_price_cents, request.side, touch, reference, state.cfg.ticks, contract, state.cfg.orders
+        )
+
+    def _cancel(self, state: _Carried, order: ManagedOrder, why: str, report: StepReport) -> ManagedOrder:
+        """Ask the broker to cancel and adopt its answer (a fill may have won the race); not durable: the
+        broker's record under the ref tells it again if this memory is lost."""
+        asked = transition(order, OrderState.CANCEL_REQUESTED, report.at, why)
+        answer = self._broker.cancel_order(_linked(state.account), order.broker_order_id or "")
+        adopted = apply_broker_order(asked, answer, report.at)
+        state.orders[adopted.intent_id] = adopted
+        event = AuditEvent("ORDER_CANCEL_REQUESTED", {"intent_id": order.intent_id, "why": why})
+        state.account = self._commit(state.account, [adopted], [event], state.unsaved, durable=False)
+        return adopted
+
+    # --- 4. protect: ATR scan, automatic actions, circuit breakers -----------------------------------
     def _protect(self, state: _Carried, report: StepReport) -> None:
         cfg, today = state.cfg, _day(report.at)
         account, events = state.account, []
@@ -426,7 +479,8 @@ class TradingCycle:
         )
         if not self._allowed(state, intent, position.sleeve, report):
             return None
-        return plan_order(state.account.account_id, position.sleeve, request)
+        reference = Quote(quote.bid_cents, quote.ask_cents) if quote.bid_cents > 0 else None
+        return plan_order(state.account.account_id, position.sleeve, request, reference_quote=reference)
 
     def _roll_open(
         self, state: _Carried, position: ProtectedPosition, roll: RollPlan, report: StepReport
@@ -513,7 +567,7 @@ class TradingCycle:
             account = start_day(account, today, equity)
         return account, breaker_trip(account, equity, cfg.circuit_breakers)
 
-    # --- 4. entries ---------------------------------------------------------------------------------
+    # --- 5. entries ---------------------------------------------------------------------------------
     def _enter(self, state: _Carried, report: StepReport) -> Account:
         account, orders, cfg = state.account, state.orders, state.cfg
         report.week_mode = self._week_mode(report.at, cfg)

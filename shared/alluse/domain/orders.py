@@ -196,6 +196,11 @@ class OrderState(StrEnum):
         return self in _TERMINAL
 
     @property
+    def is_worked(self) -> bool:
+        """Resting at the broker: repriced after a delay, cancelled at the timeout (A8)."""
+        return self in _WORKED
+
+    @property
     def may_be_live(self) -> bool:
         """The broker may hold a working order for it."""
         return self in _MAY_BE_LIVE

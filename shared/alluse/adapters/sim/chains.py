@@ -132,7 +132,11 @@ class ChainSettings(_Model):
         default=3.0, gt=0, le=10, description="Strikes span ± this many standard deviations of the expiry's move."
     )
     range_min_fraction: float = Field(
-        default=0.10, gt=0, le=1, description="Strikes span at least ± this fraction of spot."
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Strikes span at least ± this fraction of spot (listed strikes do not vanish after a"
+        " 3×ATR move: the ATR protocol must be able to buy back what it sold).",
     )
     # Quotes
     spread_fraction: float = Field(
@@ -368,7 +372,8 @@ def generate_chain(
     )
     atm = np.clip(atm_vol(realised_vol, lr_vol, t_exp, surface), surface.iv_floor, surface.iv_cap)
     half_range = spot * np.maximum(settings.range_std_devs * atm * np.sqrt(t_exp), settings.range_min_fraction)
-    steps = settings.increment(ticker, spot)
+    # The tier of the range's lowest price: a strike listed before a rise across a tier boundary stays listed.
+    steps = settings.increment(ticker, spot * (1 - settings.range_min_fraction))
     days_out = (exp - np.datetime64(session, "D")).astype(np.int64)
     inc = np.where(days_out > settings.far_expiry_days, round(steps.far * 100), round(steps.near * 100))
     spot_c = spot * 100.0
