@@ -17,7 +17,15 @@ from alluse.domain.instruments import Equity, Instrument, OptionContract, Option
 from alluse.domain.ledger import basis_per_share_cents, equity_cents, option_mark_cents
 from alluse.domain.money import cents_of_price
 from alluse.domain.sleeves import SleeveKind
-from alluse.domain.week import SleeveWeek, WeekOutcome, WeekType, classify_week, observe_sleeve_week
+from alluse.domain.week import (
+    SleeveWeek,
+    WeekMode,
+    WeekOutcome,
+    WeekType,
+    classify_week,
+    observe_sleeve_week,
+    predict_week_type,
+)
 
 FRI = date(2026, 12, 4)
 NOW = datetime(2026, 12, 3, 15, tzinfo=UTC)
@@ -210,3 +218,62 @@ def test_an_option_is_marked_at_its_mid_else_its_intrinsic_value(
 )
 def test_a_float_price_becomes_the_nearest_cent(price: float, cents: int) -> None:
     assert cents_of_price(price) == cents
+
+
+# --- rolled and stopped weeks, and the type expected at entry --------------------------------------
+
+
+def test_a_put_rolled_by_the_atr_protocol_is_a_rolled_week() -> None:
+    week = observe_sleeve_week([(PUT_240, 2)], {}, {"TSLA": 22_000}, {}, rolled={PUT_240})
+    assert week.outcome is WeekOutcome.ROLLED
+    assert code(week) is WeekType.P_RO
+
+
+def test_a_put_bought_back_by_a_stop_is_closed_not_open() -> None:
+    week = observe_sleeve_week([(PUT_240, 2)], {}, {"TSLA": 21_000}, {}, bought_back={PUT_240})
+    assert week.outcome is WeekOutcome.CLOSED
+    assert code(week) is WeekType.P_AOL  # -12.5 % with no roll: over the limit
+
+
+def test_expiry_settlement_outranks_a_roll_record() -> None:
+    week = observe_sleeve_week([(PUT_240, 2)], {PUT_240: Settled.EXPIRED_WORTHLESS}, {"TSLA": 25_000}, {}, rolled=())
+    assert week.outcome is WeekOutcome.EXPIRED_WORTHLESS
+
+
+GREEN, RED, CHOP = WeekMode.GREEN, WeekMode.RED, WeekMode.CHOP
+
+
+@pytest.mark.parametrize(
+    ("side", "mode", "expected"),
+    [
+        (PUT, GREEN, WeekType.P_EW),
+        (PUT, CHOP, WeekType.P_EW),
+        (PUT, RED, WeekType.P_AWL),
+        (CALL, GREEN, WeekType.C_WAP),
+        (CALL, CHOP, WeekType.C_PNO),
+        (CALL, RED, WeekType.C_PNO),
+    ],
+)
+def test_without_a_record_the_type_at_entry_comes_from_the_modes_table(
+    side: OptionRight, mode: WeekMode, expected: WeekType
+) -> None:
+    assert predict_week_type(side, mode, [], TYPES) is expected
+
+
+def test_no_entry_predicts_an_idle_week_and_no_mode_predicts_nothing() -> None:
+    assert predict_week_type(None, GREEN, [], TYPES) is WeekType.W_IDL
+    assert predict_week_type(PUT, None, [], TYPES) is None
+
+
+def test_with_enough_alike_weeks_the_accounts_own_record_decides() -> None:
+    config = WeekTypeThresholds(prediction_min_weeks=3)
+    past = [(PUT, RED, WeekType.P_EW)] * 2 + [(PUT, RED, WeekType.P_RO)] + [(PUT, GREEN, WeekType.P_DD)] * 5
+    assert predict_week_type(PUT, RED, past, config) is WeekType.P_EW  # 3 red put weeks: 2 × P-EW
+    assert predict_week_type(PUT, CHOP, past, config) is WeekType.P_EW  # no chop record: the table
+    assert predict_week_type(PUT, RED, past[:2], config) is WeekType.P_AWL  # 2 < 3 weeks: the table
+
+
+def test_a_tie_in_the_record_goes_to_the_earlier_code() -> None:
+    config = WeekTypeThresholds(prediction_min_weeks=2)
+    past = [(CALL, GREEN, WeekType.C_PNO), (CALL, GREEN, WeekType.C_WAP)]
+    assert predict_week_type(CALL, GREEN, past, config) is WeekType.C_WAP  # C-WAP is listed before C-PNO

@@ -25,6 +25,7 @@ class AccountWeek:
     mode_confirmed: str | None
     week_types: dict[str, str]  # sleeve (GEN/REV/COM) -> week-type code (P-EW ... W-IDL)
     events: tuple[str, ...] = ()  # protocol events: denials, alerts, problems (short texts)
+    predicted_types: dict[str, str] = field(default_factory=dict)  # sleeve -> type expected at entry
 
     @property
     def income_cents(self) -> int:
@@ -124,6 +125,17 @@ class RunResult:
             for week in account.weeks:
                 totals[week.week_start] = totals.get(week.week_start, 0) + week.equity_cents
         return sorted(totals.items())
+
+    def type_hits(self) -> tuple[int, int]:
+        """(sleeve-weeks whose type at entry matched the type at close, sleeve-weeks with both)."""
+        pairs = [
+            (code, w.predicted_types[sleeve])
+            for a in self.accounts
+            for w in a.weeks
+            for sleeve, code in w.week_types.items()
+            if sleeve in w.predicted_types
+        ]
+        return sum(code == predicted for code, predicted in pairs), len(pairs)
 
     def mode_hits(self) -> tuple[int, int]:
         """(weeks whose guess matched the confirmed mode, weeks with both)."""

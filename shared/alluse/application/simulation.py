@@ -23,7 +23,7 @@ from alluse.domain.accounts import Account
 from alluse.domain.brokerage import SettlementKind, Side
 from alluse.domain.config import AllUseConfig
 from alluse.domain.errors import AllUseError
-from alluse.domain.instruments import OptionContract
+from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.ledger import basis_per_share_cents, equity_cents
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import cents_of_price
@@ -33,8 +33,10 @@ from alluse.domain.sleeves import SleeveKind
 from alluse.domain.week import (
     WeekMode,
     WeekRecord,
+    WeekType,
     classify_week,
     observe_sleeve_week,
+    predict_week_type,
 )
 
 
@@ -93,6 +95,7 @@ class ProtocolRun:
         self._step_broker = step_broker
         self._events_per_week = events_per_week  # texts kept per account-week; counts are kept in full
         self.events: Counter[str] = Counter()
+        self._past: dict[tuple[str, SleeveKind], list[tuple[OptionRight | None, WeekMode | None, WeekType]]] = {}
 
     def run(
         self,
@@ -243,6 +246,7 @@ class ProtocolRun:
         at = self._calendar.close_at(self._last_session(monday))
         before = tally.before_close or account
         codes: dict[str, str] = {}
+        predictions: dict[str, str] = {}  # what was expected at entry (known then: side and mode guess)
         records = []
         for sleeve in TRADING_SLEEVES:
             sold = [(c, q) for s, c, q in tally.fills if s is sleeve]
@@ -255,8 +259,15 @@ class ProtocolRun:
                 sold, tally.settled, closes, basis, rolled=tally.rolled, bought_back=tally.bought_back
             )
             code = classify_week(observed, self._cfg.week_types)
+            past = self._past.setdefault((account.account_id, sleeve), [])
+            predicted = predict_week_type(observed.side, tally.mode_guessed, past, self._cfg.week_types)
+            past.append((observed.side, tally.mode_guessed, code))
             codes[sleeve.value] = code.value
-            records.append(WeekRecord(account.account_id, sleeve, monday, tally.mode_guessed, confirmed, None, code))
+            if predicted is not None:
+                predictions[sleeve.value] = predicted.value
+            records.append(
+                WeekRecord(account.account_id, sleeve, monday, tally.mode_guessed, confirmed, predicted, code)
+            )
         self._cycle.record_week(account.account_id, records)
         start, end = tally.start, account
         return AccountWeek(
@@ -270,6 +281,7 @@ class ProtocolRun:
             mode_guessed=tally.mode_guessed.value if tally.mode_guessed else None,
             mode_confirmed=confirmed.value if confirmed else None,
             week_types=codes,
+            predicted_types=predictions,
             events=tuple(tally.events),
         )
 

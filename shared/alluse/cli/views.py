@@ -224,6 +224,7 @@ def run_summary_table(result: RunResult) -> Table:
     table.add_column("Value", justify="right")
     start, end = result.start_equity_cents, result.end_equity_cents
     hits, judged = result.mode_hits()
+    type_hits, typed = result.type_hits()
     rows = [
         ("Start equity", _money(start)),
         ("End equity", _money(end)),
@@ -233,6 +234,7 @@ def run_summary_table(result: RunResult) -> Table:
         ("Trades (fills)", f"{result.trades:,}"),
         ("Winning account-weeks", _pct(result.win_rate)),
         ("Week-mode guess accuracy", f"{hits}/{judged} ({_pct(hits / judged if judged else None)})"),
+        ("Week-type prediction accuracy", f"{type_hits}/{typed} ({_pct(type_hits / typed if typed else None)})"),
         ("Week types", ", ".join(f"{code} {n}" for code, n in sorted(result.week_type_counts().items())) or "—"),
         ("Failed accounts", str(sum(a.failure is not None for a in result.accounts))),
         ("Account-weeks per second", f"{result.account_weeks / result.elapsed_seconds:,.1f}"),

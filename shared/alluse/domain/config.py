@@ -586,6 +586,13 @@ class WeekTypeThresholds(_Section):
         default=_d("0.10"), gt=0, lt=1, description="Call weeks below -this are C-REC, not C-RO (10 %)."
     )
     deep_drawdown: Decimal = Field(default=_d("0.15"), gt=0, lt=1, description="Put weeks below -this are P-DD (15 %).")
+    prediction_min_weeks: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Past weeks of the same side and week mode before the type at entry is predicted from the"
+        " account's own record instead of the mode's table (B§5 TAA: learning after 50+ weeks).",
+    )
 
     @model_validator(mode="after")
     def _increasing(self) -> Self:

@@ -12,6 +12,7 @@ the configuration (``AllUseConfig.week_mode`` for the mode, ``AllUseConfig.week_
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -436,3 +437,38 @@ def prior_week_measures(
     annual = float(np.sqrt(252))
     week_vol = float(np.std(week_returns, ddof=0)) * annual if week_returns.size else 0.0
     return float(before[-1] / before[start] - 1), week_vol, float(np.std(reference_returns, ddof=1)) * annual
+
+
+# The type a week is expected to end as, by side and week mode, before any record exists (B§5: the
+# AG1 table's frequent outcome for that market: calm or rising weeks let puts expire and calls go
+# away; a red week assigns puts within the limit and leaves calls with their premium only).
+_PRIOR_TYPE: Mapping[tuple[OptionRight, WeekMode], WeekType] = {
+    (OptionRight.PUT, WeekMode.GREEN): WeekType.P_EW,
+    (OptionRight.PUT, WeekMode.CHOP): WeekType.P_EW,
+    (OptionRight.PUT, WeekMode.RED): WeekType.P_AWL,
+    (OptionRight.CALL, WeekMode.GREEN): WeekType.C_WAP,
+    (OptionRight.CALL, WeekMode.CHOP): WeekType.C_PNO,
+    (OptionRight.CALL, WeekMode.RED): WeekType.C_PNO,
+}
+
+
+def predict_week_type(
+    side: OptionRight | None,
+    mode: WeekMode | None,
+    past: Sequence[tuple[OptionRight | None, WeekMode | None, WeekType]],
+    config: WeekTypeThresholds,
+) -> WeekType | None:
+    """The week type expected at entry (B§5 "type at entry"), from what is known then: the side the
+    sleeve sells and Monday's week-mode guess. With `prediction_min_weeks` past weeks of that side and
+    mode, the type they most often ended as (ties: the table's order); before that, the mode's table.
+    No entry: W-IDL. No mode guess: no prediction."""
+    if side is None:
+        return WeekType.W_IDL
+    if mode is None:
+        return None
+    alike = [code for s, m, code in past if s is side and m is mode]
+    if len(alike) < config.prediction_min_weeks:
+        return _PRIOR_TYPE[(side, mode)]
+    counts = Counter(alike)
+    order = list(WeekType)
+    return max(counts, key=lambda code: (counts[code], -order.index(code)))

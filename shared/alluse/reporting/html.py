@@ -121,6 +121,8 @@ def _aggregates(result: RunResult) -> str:
     change = result.end_equity_cents - result.start_equity_cents
     hits, judged = result.mode_hits()
     accuracy = f"{hits}/{judged} ({hits / judged * 100:.1f} %)" if judged else f"0/0 ({DASH})"
+    type_hits, typed = result.type_hits()
+    type_accuracy = f"{type_hits}/{typed} ({type_hits / typed * 100:.1f} %)" if typed else f"0/0 ({DASH})"
     rows = (
         ("Start equity", _dollars(result.start_equity_cents), ""),
         ("End equity", _dollars(result.end_equity_cents), ""),
@@ -133,6 +135,7 @@ def _aggregates(result: RunResult) -> str:
         ("Trades", f"{result.trades:,}", ""),
         ("Win rate (weeks)", _rate(result.win_rate), ""),
         ("Week-mode guess accuracy", accuracy, ""),
+        ("Week-type prediction accuracy", type_accuracy, ""),
     )
     lines = "\n".join(f'<tr><th>{k}</th><td class="num {tone}">{v}</td></tr>' for k, v, tone in rows)
     return f'<h2>Aggregate</h2>\n<table class="aggregate">\n{lines}\n</table>'

@@ -19,6 +19,8 @@ def run_to_jsonable(result: RunResult) -> dict[str, Any]:
         "income_cents": result.income_cents,
         "trades": result.trades,
         "week_types": dict(sorted(result.week_type_counts().items())),
+        "week_type_prediction_hits": list(result.type_hits()),
+        "week_mode_guess_hits": list(result.mode_hits()),
         "protocol_events": dict(result.protocol_events.most_common()),
         "accounts": [_account(a) for a in result.accounts],
     }
@@ -49,5 +51,6 @@ def _week(week: AccountWeek) -> dict[str, Any]:
         "mode_guessed": week.mode_guessed,
         "mode_confirmed": week.mode_confirmed,
         "week_types": week.week_types,
+        "week_types_predicted": week.predicted_types,
         "events": list(week.events),
     }
