@@ -80,13 +80,14 @@ from alluse.domain.protection import (
     closed_trade_pnl,
     go_safe,
     protected_positions,
-    record_closed_trades,
+    record_closings,
     release_safe,
     safe_release_due,
     sleeve_paused,
     start_day,
     sync_watches,
     unwatched_underlyings,
+    watch_key,
 )
 from alluse.domain.risk import (
     BreakerTrip,
@@ -212,6 +213,7 @@ class TradingCycle:
             self._protect(state, report)
             if state.account.status is AccountStatus.ACTIVE:
                 state.account = self._enter(state, report)
+            self._watch_new(state, report)
         report.working = any(o.state.is_worked for o in state.orders.values())
 
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
@@ -272,7 +274,7 @@ class TradingCycle:
         self, account: Account, orders: Mapping[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
     ) -> Account:
         brokerage_id = _linked(account)
-        pnls: list[int] = []
+        closings: list[tuple[str, int, bool]] = []
         for execution in self._broker.executions(brokerage_id)[account.executions_booked :]:
             order = orders.get(execution.client_ref)
             if order is None:  # not ours to book: hold the line until a human sorts it out
@@ -281,7 +283,7 @@ class TradingCycle:
             before = account.sleeve(order.sleeve)
             account = book_execution(account, order.sleeve, execution)
             account = replace(account, executions_booked=account.executions_booked + 1)
-            pnls += _closed(before, account.sleeve(order.sleeve), execution.instrument)
+            closings += _closing(order.sleeve, before, account.sleeve(order.sleeve), execution.instrument)
             report.booked_executions += 1
             report.fills.append((order.sleeve, execution))
         for settlement in self._broker.settlements(brokerage_id)[account.settlements_booked :]:
@@ -292,12 +294,13 @@ class TradingCycle:
                 break
             if settlement.kind is not SettlementKind.ASSIGNED:  # A12: an assignment closes no trade
                 for kind, before in account.sleeves.items():
-                    pnls += _closed(before, booked.sleeve(kind), settlement.instrument)
+                    closings += _closing(kind, before, booked.sleeve(kind), settlement.instrument)
             account = replace(booked, settlements_booked=booked.settlements_booked + 1)
             report.booked_settlements += 1
             report.settlements.append(settlement)
-        report.closed_trade_pnls += pnls
-        return record_closed_trades(account, pnls, cfg.circuit_breakers)
+        account, ended = record_closings(account, closings, cfg.circuit_breakers)
+        report.closed_trade_pnls += ended
+        return account
 
     # --- 3. work resting orders: reprice toward the touch, cancel at timeout (A8) -------------------------
     def _work_orders(self, state: _Carried, report: StepReport) -> None:
@@ -361,19 +364,32 @@ class TradingCycle:
         account = apply_level_changes(account, changes, cfg)
         events += [AuditEvent("ATR_LEVEL_CHANGED", _change_details(c)) for c in changes]
         durable = durable or any(c.to_level is AtrLevel.L3 for c in changes)  # the pause must not be lost
-        account, trip = self._breaker(account, cfg, report)
+        changed = account is not state.account
+        state.account = self._commit(account, [], events, state.unsaved, durable=durable, changed=changed)
+        acting = [c for c in changes if c.escalated and c.action.automatic]
+        if acting:
+            self._act(state, {p.position_id: p for p in positions}, acting, shift, report)
+        self._check_breakers(state, report)  # after the actions: a losing close may trip one (A6)
+
+    def _check_breakers(self, state: _Carried, report: StepReport) -> None:
+        account, trip = self._breaker(state.account, state.cfg, report)
+        events, durable = [], False
         if trip is not None:
-            account = go_safe(account, today, cfg.circuit_breakers)
+            account = go_safe(account, _day(report.at), state.cfg.circuit_breakers)
             until = account.protocol.safe_until
             events.append(AuditEvent("CIRCUIT_BREAKER_TRIPPED", {"kind": trip.kind.value, "message": trip.message}))
             release = f"lifts on {until}" if until else "until an operator lifts it"
             body = f"{trip.message}; account SAFE (no new risk, exits allowed), {release}"
             self._alert(account, AlertType.PROTOCOL_BREACH, Priority.CRITICAL, "circuit breaker", body, report.at)
             report.breaker, durable = trip, True
-        state.account = self._commit(account, [], events, state.unsaved, durable=durable)
-        acting = [c for c in changes if c.escalated and c.action.automatic]
-        if acting:
-            self._act(state, {p.position_id: p for p in positions}, acting, shift, report)
+        changed = account is not state.account
+        state.account = self._commit(account, [], events, state.unsaved, durable=durable, changed=changed)
+
+    def _watch_new(self, state: _Carried, report: StepReport) -> None:
+        """Positions this step opened are watched from the underlying at their fill (A5), not from a later scan."""
+        account, _ = self._watched(state, state.account, report)
+        if account is not state.account:
+            state.account = self._commit(account, [], [], state.unsaved, durable=False, changed=True)
 
     def _watched(
         self, state: _Carried, account: Account, report: StepReport
@@ -452,7 +468,7 @@ class TradingCycle:
                     rolls.append((position, roll))
         if closes:
             report.protective += self._place(state, closes, report)
-        opens = [o for position, roll in rolls if (o := self._roll_open(state, position, roll, report)) is not None]
+        opens = [o for p, roll in rolls if (o := self._roll_open(state, p, roll, shift, report)) is not None]
         if opens:
             report.protective += self._place(state, opens, report)
 
@@ -483,7 +499,7 @@ class TradingCycle:
         return plan_order(state.account.account_id, position.sleeve, request, reference_quote=reference)
 
     def _roll_open(
-        self, state: _Carried, position: ProtectedPosition, roll: RollPlan, report: StepReport
+        self, state: _Carried, position: ProtectedPosition, roll: RollPlan, shift: Decimal, report: StepReport
     ) -> ManagedOrder | None:
         """A roll's new short leg: new risk, so it passes every check; refused, the position stays closed."""
         account, contract = state.account, roll.open_contract
@@ -502,7 +518,7 @@ class TradingCycle:
             roll.open_price_cents,
             quote=quote,
         )
-        terms = roll_terms(position.sleeve, contract.right, state.cfg)
+        terms = roll_terms(position.sleeve, contract.right, state.cfg, delta_shift=shift)  # the band it was chosen in
         collateral = (
             contract.strike_cents * contract.multiplier * roll.quantity if contract.right is OptionRight.PUT else 0
         )
@@ -769,9 +785,11 @@ class TradingCycle:
         unsaved: _Unsaved | None = None,
         *,
         durable: bool = True,
+        changed: bool = False,
     ) -> Account:
         """Write the account with these orders and events (one transaction). With `durable=False` in a
-        carried run the write waits for the account's next durable one (see `_Unsaved`)."""
+        carried run the write waits for the account's next durable one (see `_Unsaved`). `changed`: the
+        account itself changed (the protocol's memory) even without orders or events."""
         latest = {o.intent_id: o for o in orders}
         if unsaved is not None and self._carry and not durable:
             unsaved.orders.update(latest)
@@ -780,7 +798,7 @@ class TradingCycle:
         if unsaved is not None:  # what waited goes first; a newer state of the same order wins
             latest = {**unsaved.orders, **latest}
             events = [*unsaved.events, *events]
-        if not latest and not events:
+        if not latest and not events and not changed:
             return account  # bookings always come with an event, so nothing changed
         records, head = chain(account.account_id, account.audit_head, events, actor="protocol", at=self._clock.now())
         committed = self._store.commit(
@@ -852,9 +870,11 @@ def marks_at(
     return marks
 
 
-def _closed(before: SleeveBalance, after: SleeveBalance, instrument: Instrument) -> list[int]:
+def _closing(
+    sleeve: SleeveKind, before: SleeveBalance, after: SleeveBalance, instrument: Instrument
+) -> list[tuple[str, int, bool]]:
     pnl = closed_trade_pnl(before, after, instrument)
-    return [] if pnl is None else [pnl]
+    return [] if pnl is None else [(watch_key(sleeve, instrument), pnl, after.quantity(instrument) == 0)]
 
 
 def _day(at: datetime) -> date:

@@ -131,6 +131,7 @@ class ProtocolState:
     watches: Mapping[str, Watch] = field(default_factory=dict)  # by protection.watch_key(sleeve, contract)
     paused_until: Mapping[SleeveKind, date] = field(default_factory=dict)  # ATR L3: no entries before
     trade_pnls_cents: tuple[int, ...] = ()  # latest closed trades' realised P&L, oldest first
+    closing_pnls_cents: Mapping[str, int] = field(default_factory=dict)  # P&L so far of positions closing in parts
     day: date | None = None  # the session day_start_equity_cents belongs to
     day_start_equity_cents: int | None = None
     safe_until: date | None = None  # a breaker's SAFE lifts on this day; None = an operator lifts it

@@ -11,8 +11,9 @@ Decisions (the spec leaves them open):
   engine still has the last word on them.
 - A short option first seen without a recorded entry is watched from its underlying's price at the fill
   (the caller's figure); after a restart with no record, from the price when it is first seen again.
-- A closed trade is a booking that shrinks a position and realises P&L: buy-backs, expiries and
-  call-aways. A put assignment is not one: by A12 it realises nothing and the trade goes on as shares.
+- A closed trade is a position closed to flat by buy-backs, expiries or call-aways, with the P&L of
+  all the bookings that closed it (fills in parts are one trade). A put assignment is not one: by
+  A12 it realises nothing and the trade goes on as shares.
 - The breakers keep only as many trade results as the consecutive-loss rule reads.
 - SAFE from a breaker lifts by `circuit_breakers.safe_release`: an operator (default), or the protocol
   at the next session or the next week.
@@ -44,8 +45,9 @@ class ProtectivePurpose(StrEnum):
     ROLL_OPEN = "RLOP"  # a roll's new short leg
 
 
-def watch_key(sleeve: SleeveKind, contract: OptionContract) -> str:
-    return f"{sleeve.value}:{contract.symbol}"
+def watch_key(sleeve: SleeveKind, instrument: Instrument) -> str:
+    """A position's key in the protocol's memory: its sleeve and symbol."""
+    return f"{sleeve.value}:{instrument.symbol}"
 
 
 def short_options(account: Account) -> list[tuple[SleeveKind, OptionContract, int]]:
@@ -139,12 +141,25 @@ def closed_trade_pnl(before: SleeveBalance, after: SleeveBalance, instrument: In
     return after.realized_cents - before.realized_cents
 
 
-def record_closed_trades(account: Account, pnls: Iterable[int], breakers: CircuitBreakersConfig) -> Account:
-    pnls = tuple(pnls)
-    if not pnls:
-        return account
-    kept = (*account.protocol.trade_pnls_cents, *pnls)[-breakers.consecutive_losses :]
-    return _with_state(account, trade_pnls_cents=kept)
+def record_closings(
+    account: Account, closings: Iterable[tuple[str, int, bool]], breakers: CircuitBreakersConfig
+) -> tuple[Account, list[int]]:
+    """Bookings that shrank a position: (watch_key, realised P&L, position now flat). A trade ends when
+    its position is flat, with the P&L of all its closing bookings (a buy-back filled in parts is one
+    trade, A6); the ended trades' P&L, oldest first, and the account remembering them."""
+    closings = list(closings)
+    if not closings:
+        return account, []
+    pending = dict(account.protocol.closing_pnls_cents)
+    ended = []
+    for key, pnl, flat in closings:
+        total = pending.pop(key, 0) + pnl
+        if flat:
+            ended.append(total)
+        else:
+            pending[key] = total
+    kept = (*account.protocol.trade_pnls_cents, *ended)[-breakers.consecutive_losses :]
+    return _with_state(account, trade_pnls_cents=kept, closing_pnls_cents=pending), ended
 
 
 def start_day(account: Account, day: date, equity_cents: int) -> Account:
