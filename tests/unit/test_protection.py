@@ -386,7 +386,7 @@ def test_a_release_day_left_on_an_active_account_releases_nothing() -> None:
 
 
 def test_protective_purposes_fit_the_intent_id_purpose_field() -> None:
-    assert {p.value for p in ProtectivePurpose} == {"STOP", "RLCL", "RLOP"}
+    assert {p.value for p in ProtectivePurpose} == {"STOP", "RLCL", "RLOP", "LIQD"}
     assert all(len(p.value) <= 4 for p in ProtectivePurpose)
 
 

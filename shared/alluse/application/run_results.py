@@ -42,6 +42,8 @@ class AccountRun:
     start_equity_cents: int
     weeks: tuple[AccountWeek, ...]
     failure: str | None = None  # set when the account stopped on an error; the others went on
+    parent_id: str | None = None  # forked from this account (its start equity came from the parent)
+    merged_into: str | None = None  # merging or merged into this account
 
     @property
     def end_equity_cents(self) -> int:
@@ -82,6 +84,8 @@ class RunResult:
     elapsed_seconds: float = 0.0
     dynamodb_requests: int = 0
     protocol_events: Counter[str] = field(default_factory=Counter)  # event kind -> count, fleet-wide
+    forks: tuple[tuple[str, str, int, date], ...] = ()  # (parent, child, cents, day earmarked)
+    merges: tuple[tuple[str, str, int, date], ...] = ()  # (child, into, cents, day merged)
 
     @property
     def account_weeks(self) -> int:
@@ -89,7 +93,12 @@ class RunResult:
 
     @property
     def start_equity_cents(self) -> int:
-        return sum(a.start_equity_cents for a in self.accounts)
+        """Capital put in at the start: a fork's child is funded from its parent, not from outside."""
+        return sum(a.start_equity_cents for a in self.accounts if a.parent_id is None)
+
+    @property
+    def forked(self) -> list[AccountRun]:
+        return [a for a in self.accounts if a.parent_id is not None]
 
     @property
     def end_equity_cents(self) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from alluse.application.lifecycle import LifecycleWatchdog
 from alluse.application.market_ports import MarketData, TradingCalendar
 from alluse.application.run_results import AccountRun, AccountWeek
 from alluse.application.trading import TRADING_SLEEVES, StepReport, TradingCycle, index_week_mode, marks_at
@@ -25,6 +26,7 @@ from alluse.domain.config import AllUseConfig
 from alluse.domain.errors import AllUseError
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.ledger import basis_per_share_cents, equity_cents
+from alluse.domain.lifecycle import evaluation_due
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import cents_of_price
 from alluse.domain.orders import intent_purpose
@@ -86,6 +88,7 @@ class ProtocolRun:
         *,
         step_broker: Callable[[], None] = lambda: None,
         events_per_week: int = 20,
+        watchdog: LifecycleWatchdog | None = None,
     ) -> None:
         self._cycle = cycle
         self._market = market
@@ -95,6 +98,9 @@ class ProtocolRun:
         self._step_broker = step_broker
         self._events_per_week = events_per_week  # texts kept per account-week; counts are kept in full
         self.events: Counter[str] = Counter()
+        self._watchdog = watchdog
+        self.forks: list[tuple[str, str, int, date]] = []  # (parent, child, cents, day earmarked)
+        self.merges: list[tuple[str, str, int, date]] = []  # (child, into, cents, day merged)
         self._past: dict[tuple[str, SleeveKind], list[tuple[OptionRight | None, WeekMode | None, WeekType]]] = {}
 
     def run(
@@ -120,6 +126,11 @@ class ProtocolRun:
                 for moment, following in zip(moments, [*moments[1:], None], strict=True):
                     self._advance_to(moment)
                     self._step_broker()
+                    if moment == moments[0] and self._watchdog is not None:
+                        for child in self._lifecycle(day, day == sessions[0], live, failures):
+                            names[child.account_id], start_equity[child.account_id] = child.name, child.cash_cents
+                            history[child.account_id], live[child.account_id] = [], child
+                            tallies[child.account_id] = _Tally(child)
                     resting = self._step_all(tallies, failures, live, tallies.keys(), is_close=moment > close)
                     self._work_resting(resting, moment, following, tallies, failures, live)
             if sessions:
@@ -132,7 +143,43 @@ class ProtocolRun:
                     except Exception as err:  # judging one account's week must not stop the fleet either
                         failures[account_id] = self._fail(account_id, f"closing the week: {type(err).__name__}: {err}")
             on_week(n + 1)
-        return [AccountRun(i, names[i], start_equity[i], tuple(history[i]), failures.get(i)) for i in sorted(names)]
+        lineage = {i: (live[i].parent_id, live[i].lifecycle.merging_into) for i in names}
+        return [
+            AccountRun(i, names[i], start_equity[i], tuple(history[i]), failures.get(i), *lineage[i])
+            for i in sorted(names)
+        ]
+
+    # --- forks and merges ------------------------------------------------------------------------
+    def _lifecycle(
+        self, day: date, first_of_week: bool, live: dict[str, Account], failures: dict[str, str]
+    ) -> list[Account]:
+        """The watchdogs, at a session's first moment: they decide on their cadence and carry their sagas
+        every session. The accounts they may touch are written and released by the cycle first, so both
+        work on the stored state. Returns the children created."""
+        assert self._watchdog is not None
+        first_of_month = self._calendar.previous_session(day).month != day.month
+        evaluate = evaluation_due(
+            day, first_of_week=first_of_week, first_of_month=first_of_month, config=self._cfg.lifecycle
+        )
+        involved = [
+            i
+            for i, a in live.items()
+            if i not in failures
+            and (evaluate or a.lifecycle.earmarks or a.lifecycle.funding_from or a.lifecycle.merging_into)
+        ]
+        if not involved:
+            return []
+        self._cycle.release(involved)
+        report = self._watchdog.run(evaluate=evaluate)
+        self.events["fork"] += len(report.forks)
+        self.events["fork funded"] += len(report.funded)
+        self.events["merge started"] += len(report.merges_started)
+        self.events["merged"] += len(report.merged)
+        for child_id, into, cents in report.merged:
+            self.merges.append((child_id, into, cents, day))
+        for fork in report.forks:
+            self.forks.append((fork.parent_id, fork.child_id, fork.amount_cents, day))
+        return report.created
 
     # --- stepping --------------------------------------------------------------------------------
     def _work_resting(

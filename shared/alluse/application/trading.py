@@ -18,7 +18,6 @@ With `carry_state`, a cycle keeps each account's record, orders and configuratio
 (one run = one cycle) and writes behind: only SUBMITTING and the week's record are written at once (see
 `_Unsaved`). Any error drops what was carried and the next step reads afresh. Configuration changes then
 take effect at the next run.
-Not yet part of a step: repricing and timeouts of working orders (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -64,6 +63,7 @@ from alluse.domain.orders import (
     apply_broker_order,
     due_for_reprice,
     intent_id,
+    intent_purpose,
     intent_stem,
     next_limit,
     plan_order,
@@ -190,14 +190,19 @@ class TradingCycle:
         carried = self._carried.pop(account_id, None)  # popped: an error below leaves nothing stale behind
         account = carried.account if carried else self._store.get(account_id)
         report.account = account
-        if account.status not in _TRADABLE or account.brokerage_id is None:
-            return report
+        if account.status not in _TRADABLE or account.brokerage_id is None or account.lifecycle.funding_from:
+            if self._carry:  # remembered, so that a closed or waiting account costs no read per step
+                self._carried[account_id] = carried or _Carried(account, {}, self._cfg_of(account), _Unsaved())
+            return report  # a fork's child trades once its funding is confirmed (A9)
         state = carried or self._read(account)
         self._advance(state, report)
         report.account = state.account
         if self._carry:
             self._carried[account_id] = state
         return report
+
+    def _cfg_of(self, account: Account) -> AllUseConfig:
+        return self._configuration.effective_for_known(account.account_id)
 
     def _read(self, account: Account) -> _Carried:
         orders = {o.intent_id: o for o in self._store.orders(account.account_id)}
@@ -211,7 +216,9 @@ class TradingCycle:
         if self._calendar.is_open(report.at):
             self._work_orders(state, report)
             self._protect(state, report)
-            if state.account.status is AccountStatus.ACTIVE:
+            if state.account.lifecycle.merging_into is not None:
+                self._liquidate(state, report)  # A10: no new risk, everything sold before the merge
+            elif state.account.status is AccountStatus.ACTIVE:
                 state.account = self._enter(state, report)
             self._watch_new(state, report)
         report.working = any(o.state.is_worked for o in state.orders.values())
@@ -224,6 +231,14 @@ class TradingCycle:
         account = self._commit(account, [], events, carried.unsaved if carried else None)
         if carried is not None:
             self._carried[account_id] = replace(carried, account=account)
+
+    def release(self, account_ids: Iterable[str]) -> None:
+        """Write what is carried for these accounts and forget it, so that another use case (the
+        lifecycle watchdog) works on the stored state; the next step reads them afresh."""
+        for account_id in account_ids:
+            carried = self._carried.pop(account_id, None)
+            if carried is not None and (carried.unsaved.orders or carried.unsaved.events):
+                self._commit(carried.account, [], [], carried.unsaved)
 
     def report_failure(self, account_id: str, why: str) -> None:
         """An account whose step raised: forget what was carried for it and alert (the fleet goes on)."""
@@ -309,8 +324,13 @@ class TradingCycle:
         replacements: list[ManagedOrder] = []
         for order in resting:
             if should_cancel(order, now, rules):
-                self._cancel(state, order, f"timed out after {rules.timeout_seconds} s", report)
-                report.timed_out.append(order)
+                cancelled = self._cancel(state, order, f"timed out after {rules.timeout_seconds} s", report)
+                if cancelled.state is not OrderState.CANCELLED:
+                    continue  # a fill won the race: nothing timed out
+                report.timed_out.append(cancelled)
+                chase = self._chase(state, cancelled, report)
+                if chase is not None:
+                    replacements.append(chase)
             elif due_for_reprice(order, now, rules):
                 limit = self._repriced_limit(state, order, now)
                 if limit is None:
@@ -320,6 +340,33 @@ class TradingCycle:
                     replacements.append(replacement(cancelled, limit))
         if replacements:
             report.repriced += self._place(state, replacements, report)
+
+    def _chase(self, state: _Carried, order: ManagedOrder, report: StepReport) -> ManagedOrder | None:
+        """An exit (ATR close, roll buy-back, liquidation) that timed out is not given up: what is left is
+        placed again at the touch, and a human is told. An entry that timed out is simply not made."""
+        exits = (ProtectivePurpose.CLOSE, ProtectivePurpose.ROLL_CLOSE, ProtectivePurpose.LIQUIDATE)
+        if intent_purpose(order.intent_id) not in exits or order.remaining <= 0:
+            return None
+        request = order.request
+        contract = request.instrument
+        if not isinstance(contract, OptionContract):
+            return replacement(order, request.limit_price_cents or 1) if request.limit_price_cents else None
+        quote = self._market.chain(contract.underlying, report.at).find(contract)
+        touch = (quote.ask_cents if request.side is Side.BUY else quote.bid_cents) if quote else 0
+        why = f"{contract.symbol}: exit not filled in {state.cfg.orders.timeout_seconds} s"
+        if touch <= 0:
+            report.problems.append(f"{why}; no quote to chase at")
+            self._alert(state.account, AlertType.PROTOCOL_BREACH, Priority.CRITICAL, "exit stuck", why, report.at)
+            return None
+        self._alert(
+            state.account,
+            AlertType.PROTOCOL_BREACH,
+            Priority.HIGH,
+            "exit chased",
+            f"{why}; again at {touch}",
+            report.at,
+        )
+        return replacement(order, touch)
 
     def _repriced_limit(self, state: _Carried, order: ManagedOrder, now: datetime) -> int | None:
         request = order.request
@@ -582,6 +629,51 @@ class TradingCycle:
         if account.protocol.day != today:
             account = start_day(account, today, equity)
         return account, breaker_trip(account, equity, cfg.circuit_breakers)
+
+    # --- liquidation before a merge (A10) -------------------------------------------------------------
+    def _liquidate(self, state: _Carried, report: StepReport) -> None:
+        """Buy back short options at the ask first; sell shares and long options once no short option is
+        left (a share must not leave while a call is written on it)."""
+        account = state.account
+        held = [(k, i, q) for k, b in account.sleeves.items() for i, q in b.positions.items() if q]
+        shorts = [(k, i, q) for k, i, q in held if isinstance(i, OptionContract) and q < 0]
+        orders = []
+        for sleeve, instrument, quantity in shorts or held:
+            try:
+                order = self._liquidation_order(state, sleeve, instrument, quantity, report)
+            except AllUseError as err:
+                report.problems.append(f"liquidating {instrument.symbol}: {err}")
+                continue
+            if order is not None:
+                orders.append(order)
+        if orders:
+            report.protective += self._place(state, orders, report)
+
+    def _liquidation_order(
+        self, state: _Carried, sleeve: SleeveKind, instrument: Instrument, quantity: int, report: StepReport
+    ) -> ManagedOrder | None:
+        side = Side.BUY if quantity < 0 else Side.SELL
+        underlying = instrument.underlying if isinstance(instrument, OptionContract) else instrument.symbol
+        week = _week_start(report.at)
+        ref = intent_id(
+            state.account.account_id, sleeve, week, ProtectivePurpose.LIQUIDATE.value, underlying, instrument.symbol
+        )
+        if any(intent_stem(known) == intent_stem(ref) for known in state.orders):
+            return None
+        if isinstance(instrument, OptionContract):
+            quote = self._market.chain(underlying, report.at).find(instrument)
+            price = (quote.ask_cents if side is Side.BUY else quote.bid_cents) if quote else 0
+            if price <= 0:
+                raise MarketDataGap(f"no {'ask' if side is Side.BUY else 'bid'} for {instrument.symbol}", field="chain")
+            request = OrderRequest(ref, instrument, side, abs(quantity), OrderType.LIMIT, price)
+        else:
+            request = OrderRequest(ref, instrument, side, abs(quantity), OrderType.MARKET, None)
+        intent = OrderIntent(
+            state.account.account_id, sleeve, instrument, side, abs(quantity), False, request.limit_price_cents
+        )
+        if not self._allowed(state, intent, sleeve, report):
+            return None
+        return plan_order(state.account.account_id, sleeve, request)
 
     # --- 5. entries ---------------------------------------------------------------------------------
     def _enter(self, state: _Carried, report: StepReport) -> Account:

@@ -138,6 +138,22 @@ class ProtocolState:
 
 
 @dataclass(frozen=True)
+class LifecycleState:
+    """Forks and merges in progress (A9, A10); the rules are `domain.lifecycle`'s.
+
+    Money moving between accounts is always counted exactly once: in the parent's `earmarks` until the
+    child's funding is confirmed (the child waits with `funding_from` set), and in a merged child's
+    `merged_out_cents` until the receiving account lists the child in `merges_received`."""
+
+    earmarks: Mapping[str, int] = field(default_factory=dict)  # child id -> cents set aside for it
+    forks_made: int = 0  # children this account has forked (names the next one)
+    funding_from: str | None = None  # a child whose transfer from this parent is not confirmed yet
+    merging_into: str | None = None  # liquidating before merging into this account
+    merged_out_cents: int | None = None  # cash handed to `merging_into` when the merge completed
+    merges_received: tuple[str, ...] = ()  # merged children whose cash this account has booked
+
+
+@dataclass(frozen=True)
 class Account:
     account_id: str
     name: str
@@ -152,6 +168,7 @@ class Account:
     settlements_booked: int = 0  # broker expiry settlements booked into sleeves
     audit_head: ChainHead = field(default_factory=ChainHead)
     protocol: ProtocolState = field(default_factory=ProtocolState)
+    lifecycle: LifecycleState = field(default_factory=LifecycleState)
     version: int | None = None  # optimistic-lock token owned by the store; None = never stored
 
     @property

@@ -174,13 +174,16 @@ def equity_cents(account: Account, marks_cents: Mapping[Instrument, int]) -> int
     """Cash plus every position at its mark (per share / per contract share, × multiplier).
 
     A position without a mark is a gap, never silently valued at zero."""
-    total = 0
-    for balance in account.sleeves.values():
-        total += balance.cash_cents
-        for instrument, quantity in balance.positions.items():
-            if quantity == 0:
-                continue
-            if instrument not in marks_cents:
-                raise MarketDataGap(f"no mark for {instrument.symbol}", field="marks_cents")
-            total += quantity * instrument.multiplier * marks_cents[instrument]
+    return sum(sleeve_equity_cents(balance, marks_cents) for balance in account.sleeves.values())
+
+
+def sleeve_equity_cents(balance: SleeveBalance, marks_cents: Mapping[Instrument, int]) -> int:
+    """One sleeve's cash plus its positions at their marks (see equity_cents)."""
+    total = balance.cash_cents
+    for instrument, quantity in balance.positions.items():
+        if quantity == 0:
+            continue
+        if instrument not in marks_cents:
+            raise MarketDataGap(f"no mark for {instrument.symbol}", field="marks_cents")
+        total += quantity * instrument.multiplier * marks_cents[instrument]
     return total

@@ -43,6 +43,7 @@ class ProtectivePurpose(StrEnum):
     CLOSE = "STOP"  # buy back a short option (L2 without a roll, L3)
     ROLL_CLOSE = "RLCL"  # a roll's buy-back leg
     ROLL_OPEN = "RLOP"  # a roll's new short leg
+    LIQUIDATE = "LIQD"  # everything sold before a merge (A10)
 
 
 def watch_key(sleeve: SleeveKind, instrument: Instrument) -> str:

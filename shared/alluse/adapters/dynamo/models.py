@@ -63,6 +63,7 @@ class AccountItem(Model):
     audit_seq = NumberAttribute(default=0)
     audit_hash = UnicodeAttribute()
     protocol = JSONAttribute(null=True)  # ProtocolState: ATR watches, pauses, breaker inputs (ints, ISO dates)
+    lifecycle = JSONAttribute(null=True)  # LifecycleState: earmarks, pending funding, merges (ints, ids)
     version = VersionAttribute()
 
     accounts_index = AccountsIndex()

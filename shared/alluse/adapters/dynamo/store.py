@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -32,6 +32,7 @@ from alluse.domain.accounts import (
     AccountStatus,
     CashMovement,
     ChainHead,
+    LifecycleState,
     MovementKind,
     ProtocolState,
     SleeveBalance,
@@ -63,39 +64,17 @@ class DynamoAccountStore:
             yield _account_from_item(item)
 
     def commit(self, change: AccountChange) -> Account:
-        account = change.account
+        return self.commit_together([change])[0]
+
+    def commit_together(self, changes: Sequence[AccountChange]) -> list[Account]:
+        """Several accounts' changes in ONE transaction: all are written or none (a fork's earmark and
+        its child, a merge's two sides). Each account is guarded by its own version."""
         labels: list[str] = []
-        with _transaction(labels, account.account_id) as tw:
-            tw.save(_account_to_item(account))
-            labels.append("account")
-            if change.claim_brokerage_id is not None:
-                claim = BrokerClaimItem(
-                    BrokerClaimItem.key(change.claim_brokerage_id),
-                    account_id=account.account_id,
-                    claimed_at=_iso(change.audit[-1].at if change.audit else account.created_at),
-                )
-                tw.save(claim, condition=BrokerClaimItem.pk.does_not_exist())
-                labels.append(f"broker:{change.claim_brokerage_id}")
-            for movement in change.movements:
-                tw.save(_movement_to_item(movement), condition=CashMovementItem.pk.does_not_exist())
-                labels.append("movement")
-            if change.config is not None:
-                tw.save(_config_to_item(change.config), condition=ConfigVersionItem.pk.does_not_exist())
-                labels.append("config")
-            for record in change.audit:
-                tw.save(_audit_to_item(record), condition=AuditItem.pk.does_not_exist())
-                labels.append("audit")
-            for order in change.orders:  # guarded by the account's version condition above
-                tw.save(
-                    OrderItem(
-                        account_pk(order.account_id),
-                        f"ORDER#{order.intent_id}",
-                        state=order.state.value,
-                        order=order_to_json(order),
-                    )
-                )
-                labels.append("order")
-        return _with_version(account, (account.version or 0) + 1)
+        scope = " and ".join(c.account.account_id for c in changes)
+        with _transaction(labels, scope) as tw:
+            for change in changes:
+                _add(tw, change, labels)
+        return [_with_version(c.account, (c.account.version or 0) + 1) for c in changes]
 
     def orders(self, account_id: str) -> list[ManagedOrder]:
         items = OrderItem.query(account_pk(account_id), OrderItem.sk.startswith("ORDER#"), consistent_read=True)
@@ -159,6 +138,39 @@ class DynamoAccountStore:
         return [_audit_from_item(scope, i) for i in items]
 
 
+def _add(tw: TransactWrite, change: AccountChange, labels: list[str]) -> None:
+    account = change.account
+    tw.save(_account_to_item(account))
+    labels.append("account")
+    if change.claim_brokerage_id is not None:
+        claim = BrokerClaimItem(
+            BrokerClaimItem.key(change.claim_brokerage_id),
+            account_id=account.account_id,
+            claimed_at=_iso(change.audit[-1].at if change.audit else account.created_at),
+        )
+        tw.save(claim, condition=BrokerClaimItem.pk.does_not_exist())
+        labels.append(f"broker:{change.claim_brokerage_id}")
+    for movement in change.movements:
+        tw.save(_movement_to_item(movement), condition=CashMovementItem.pk.does_not_exist())
+        labels.append("movement")
+    if change.config is not None:
+        tw.save(_config_to_item(change.config), condition=ConfigVersionItem.pk.does_not_exist())
+        labels.append("config")
+    for record in change.audit:
+        tw.save(_audit_to_item(record), condition=AuditItem.pk.does_not_exist())
+        labels.append("audit")
+    for order in change.orders:  # guarded by the account's version condition above
+        tw.save(
+            OrderItem(
+                account_pk(order.account_id),
+                f"ORDER#{order.intent_id}",
+                state=order.state.value,
+                order=order_to_json(order),
+            )
+        )
+        labels.append("order")
+
+
 class _transaction:
     """A TransactWrite whose failure is reported in the domain's words, naming what clashed."""
 
@@ -216,6 +228,7 @@ def _account_to_item(a: Account) -> AccountItem:
         audit_seq=a.audit_head.seq,
         audit_hash=a.audit_head.hash,
         protocol=_protocol_to_json(a.protocol),
+        lifecycle=_lifecycle_to_json(a.lifecycle),
     )
     if a.version is not None:  # unset = new item: pynamodb then requires that it does not exist yet
         item.version = a.version
@@ -238,6 +251,7 @@ def _account_from_item(i: AccountItem) -> Account:
         settlements_booked=int(i.settlements_booked),
         audit_head=ChainHead(int(i.audit_seq), i.audit_hash),
         protocol=_protocol_from_json(i.protocol or {}),
+        lifecycle=_lifecycle_from_json(i.lifecycle or {}),
         version=i.version,
     )
 
@@ -292,6 +306,29 @@ def _protocol_from_json(data: dict[str, Any]) -> ProtocolState:
         day=date.fromisoformat(day) if day else None,
         day_start_equity_cents=int(start) if start is not None else None,
         safe_until=date.fromisoformat(safe_until) if safe_until else None,
+    )
+
+
+def _lifecycle_to_json(state: LifecycleState) -> dict[str, object]:
+    return {
+        "earmarks": dict(state.earmarks),
+        "forks_made": state.forks_made,
+        "funding_from": state.funding_from,
+        "merging_into": state.merging_into,
+        "merged_out_cents": state.merged_out_cents,
+        "merges_received": list(state.merges_received),
+    }
+
+
+def _lifecycle_from_json(data: dict[str, Any]) -> LifecycleState:
+    merged = data.get("merged_out_cents")
+    return LifecycleState(
+        earmarks={k: int(v) for k, v in data.get("earmarks", {}).items()},
+        forks_made=int(data.get("forks_made", 0)),
+        funding_from=data.get("funding_from"),
+        merging_into=data.get("merging_into"),
+        merged_out_cents=int(merged) if merged is not None else None,
+        merges_received=tuple(data.get("merges_received", [])),
     )
 
 

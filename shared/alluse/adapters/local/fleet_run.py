@@ -9,6 +9,7 @@ clock), creates its shard of the seeded fleet plan, runs the protocol and return
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import time as wallclock
 from collections import Counter
@@ -29,9 +30,11 @@ from alluse.application.alerting import AlertDesk
 from alluse.application.clock import SimulatedClock
 from alluse.application.configuration import ConfigChange, ConfigurationService
 from alluse.application.fleet import create_fleet, plan_fleet
+from alluse.application.lifecycle import LifecycleWatchdog
 from alluse.application.run_results import AccountRun, RunResult
 from alluse.application.simulation import ProtocolRun
 from alluse.application.trading import TradingCycle
+from alluse.domain.accounts import Account
 from alluse.domain.errors import ValidationFailed
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import parse_dollars
@@ -75,6 +78,8 @@ class ShardResult:
     events: Counter[str]
     dynamodb_requests: int
     not_created: list[str]
+    forks: list[tuple[str, str, int, date]]
+    merges: list[tuple[str, str, int, date]]
 
 
 def run_fleet(spec: RunSpec, on_week: Callable[[int], None] = lambda n: None) -> tuple[RunResult, list[str]]:
@@ -94,6 +99,8 @@ def run_fleet(spec: RunSpec, on_week: Callable[[int], None] = lambda n: None) ->
         elapsed_seconds=wallclock.perf_counter() - started,
         dynamodb_requests=sum(s.dynamodb_requests for s in shards),
         protocol_events=events,
+        forks=tuple(sorted(f for s in shards for f in s.forks)),
+        merges=tuple(sorted(m for s in shards for m in s.merges)),
     )
     return result, [why for s in shards for why in s.not_created]
 
@@ -135,6 +142,9 @@ def run_shard(spec: RunSpec, shard: int, shards: int, on_week: Callable[[int], N
             broker.open_account(account.brokerage_id or "", account.cash_cents)
         desk = AlertDesk(_notifier(spec, shard), cfg.alerts)
         cycle = TradingCycle(runtime.store, broker, market, market.calendar, clock, desk, carry_state=True)
+        watchdog = LifecycleWatchdog(
+            runtime.store, broker, market, market.calendar, clock, desk, link=_paper_linker(shard)
+        )
         run = ProtocolRun(
             cycle,
             market,
@@ -143,13 +153,26 @@ def run_shard(spec: RunSpec, shard: int, shards: int, on_week: Callable[[int], N
             cfg,
             step_broker=broker.step,
             events_per_week=spec.events_per_week,
+            watchdog=watchdog,
         )
         requests_before = dynamodb_requests()
         accounts = run.run(
             created.created, spec.first_monday, spec.weeks, on_week=lambda n: on_week(len(created.created))
         )
         requests = dynamodb_requests() - requests_before
-    return ShardResult(accounts, run.events, requests, [f"{p.name}: {why}" for p, why in created.failed])
+    not_created = [f"{p.name}: {why}" for p, why in created.failed]
+    return ShardResult(accounts, run.events, requests, not_created, run.forks, run.merges)
+
+
+def _paper_linker(shard: int) -> Callable[[Account], str]:
+    """The local stand-in for the operator who opens a brokerage account for a fork's child (A9): a new
+    paper account, numbered by shard (8 digits, never one of the fleet plan's 7-digit numbers)."""
+    opened = itertools.count(1)
+
+    def link(child: Account) -> str:
+        return f"DU{10_000_000 + shard * 1_000_000 + next(opened)}"
+
+    return link
 
 
 class _Discard:

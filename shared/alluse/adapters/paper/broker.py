@@ -112,6 +112,7 @@ class _Account:
     by_ref: dict[str, str] = field(default_factory=dict)
     executions: list[Execution] = field(default_factory=list)
     settlements: list[Settlement] = field(default_factory=list)
+    transfers: set[str] = field(default_factory=set)  # refs of the cash transfers made
 
 
 @dataclass(frozen=True)
@@ -147,14 +148,22 @@ class PaperBroker:
         self._accounts[brokerage_id] = _Account(brokerage_id, cash_cents)
         return self.account(brokerage_id)
 
-    def transfer(self, brokerage_id: str, cash_cents: int) -> BrokerAccountState:
-        """Cash in (positive) or out (negative) of an account, e.g. funding or a withdrawal."""
+    def transfer(self, brokerage_id: str, cash_cents: int, *, ref: str | None = None) -> BrokerAccountState:
+        """Cash in (positive) or out (negative) of an account, e.g. funding or a withdrawal. A transfer
+        with a `ref` already seen on this account is not made again (a retried instruction)."""
         self._catch_up()
         account = self._account(brokerage_id)
+        if ref is not None and ref in account.transfers:
+            return self.account(brokerage_id)
         if account.cash_cents - _reserved_cash(account) + cash_cents < 0:
             raise ValidationFailed("transfer out exceeds the account's free cash", field="cash")
         account.cash_cents += cash_cents
+        if ref is not None:
+            account.transfers.add(ref)
         return self.account(brokerage_id)
+
+    def has_account(self, brokerage_id: str) -> bool:
+        return brokerage_id in self._accounts
 
     def account(self, brokerage_id: str) -> BrokerAccountState:
         self._catch_up()
