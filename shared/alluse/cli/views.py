@@ -236,6 +236,7 @@ def run_summary_table(result: RunResult) -> Table:
         ("Week-mode guess accuracy", f"{hits}/{judged} ({_pct(hits / judged if judged else None)})"),
         ("Week-type prediction accuracy", f"{type_hits}/{typed} ({_pct(type_hits / typed if typed else None)})"),
         ("Week types", ", ".join(f"{code} {n}" for code, n in sorted(result.week_type_counts().items())) or "—"),
+        ("Forks / merges", f"{len(result.forks)} / {len(result.merges)}"),
         ("Failed accounts", str(sum(a.failure is not None for a in result.accounts))),
         ("Account-weeks per second", f"{result.account_weeks / result.elapsed_seconds:,.1f}"),
         ("DynamoDB requests per account-week", f"{result.dynamodb_requests / max(result.account_weeks, 1):.1f}"),

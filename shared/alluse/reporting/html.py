@@ -49,6 +49,8 @@ def render_html(result: RunResult) -> str:
             _week_type_chart(result.week_type_counts()),
             "<h2>Protocol events</h2>",
             _events_table(result.protocol_events),
+            "<h2>Forks and merges</h2>",
+            _lineage(result),
             "<h2>Accounts</h2>",
             _accounts_table(result.accounts),
         )
@@ -59,6 +61,41 @@ def render_html(result: RunResult) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{TITLE}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
+
+
+# --- forks and merges ----------------------------------------------------------------------------------------------
+
+
+def _lineage(result: RunResult) -> str:
+    """The lineage tree (each fork under its parent, with the money moved) and the merges."""
+    if not result.forks and not result.merges:
+        return '<p class="meta">No fork or merge in this run.</p>'
+    funded = {child: (cents, day) for _, child, cents, day in result.forks}
+    merged = {child: (into, cents, day) for child, into, cents, day in result.merges}
+    children: dict[str, list[str]] = {}
+    for parent, child, _, _ in result.forks:
+        children.setdefault(parent, []).append(child)
+    roots = sorted({p for p, _, _, _ in result.forks if p not in funded})
+
+    def node(account_id: str) -> str:
+        label = _e(account_id)
+        if account_id in funded:
+            cents, day = funded[account_id]
+            label += f" — forked {day:%Y-%m-%d} with {_dollars(cents)}"
+        if account_id in merged:
+            into, cents, day = merged[account_id]
+            label += f"; merged into {_e(into)} on {day:%Y-%m-%d} ({_dollars(cents)})"
+        below = "".join(node(c) for c in sorted(children.get(account_id, [])))
+        return f"<li>{label}{f'<ul>{below}</ul>' if below else ''}</li>"
+
+    tree = "".join(node(r) for r in roots)
+    total_forked = sum(cents for _, _, cents, _ in result.forks)
+    total_merged = sum(cents for _, _, cents, _ in result.merges)
+    summary = (
+        f'<p class="meta">{len(result.forks)} forks ({_dollars(total_forked)}), '
+        f"{len(result.merges)} merges ({_dollars(total_merged)})</p>"
+    )
+    return f'{summary}\n<ul class="lineage">{tree}</ul>'
 
 
 # --- formatting -------------------------------------------------------------------------------------------------

@@ -22,6 +22,12 @@ def run_to_jsonable(result: RunResult) -> dict[str, Any]:
         "week_type_prediction_hits": list(result.type_hits()),
         "week_mode_guess_hits": list(result.mode_hits()),
         "protocol_events": dict(result.protocol_events.most_common()),
+        "forks": [
+            {"parent": p, "child": c, "amount_cents": cents, "on": day.isoformat()} for p, c, cents, day in result.forks
+        ],
+        "merges": [
+            {"child": c, "into": i, "amount_cents": cents, "on": day.isoformat()} for c, i, cents, day in result.merges
+        ],
         "accounts": [_account(a) for a in result.accounts],
     }
 
@@ -30,6 +36,8 @@ def _account(run: AccountRun) -> dict[str, Any]:
     return {
         "account_id": run.account_id,
         "name": run.name,
+        "parent_id": run.parent_id,
+        "merged_into": run.merged_into,
         "start_equity_cents": run.start_equity_cents,
         "end_equity_cents": run.end_equity_cents,
         "income_cents": run.income_cents,
