@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
+
+from alluse.domain.config import TaxConfig
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class RunResult:
     protocol_events: Counter[str] = field(default_factory=Counter)  # event kind -> count, fleet-wide
     forks: tuple[tuple[str, str, int, date], ...] = ()  # (parent, child, cents, day earmarked)
     merges: tuple[tuple[str, str, int, date], ...] = ()  # (child, into, cents, day merged)
+    short_term_tax_rate: Decimal = TaxConfig().short_term_rate  # the run's, for estimated tax in reports
 
     @property
     def account_weeks(self) -> int:

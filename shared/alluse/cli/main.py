@@ -363,6 +363,7 @@ def demo(
 ) -> None:
     """The main job: a seeded fleet runs the weekly protocol on the paper broker and simulated market."""
     from alluse.adapters.local.fleet_run import RunSpec, run_fleet  # heavy: only this command needs them
+    from alluse.reporting import periods
     from alluse.reporting.html import render_html
     from alluse.reporting.results import run_to_jsonable
 
@@ -392,8 +393,13 @@ def demo(
     report = out_dir / "report.html"
     report.write_text(render_html(result), encoding="utf-8")
     (out_dir / "results.json").write_text(json.dumps(run_to_jsonable(result), indent=1), encoding="utf-8")
+    for period in periods.PERIODS:  # weekly, monthly, quarterly: the fleet's rows, then each account's
+        table = periods.rows(result, period)
+        (out_dir / f"{period}ly.csv").write_text(periods.to_csv(table), encoding="utf-8")
+        (out_dir / f"{period}ly.json").write_text(json.dumps(periods.to_jsonable(table), indent=1), encoding="utf-8")
     out.print(
-        f"report: {report} (opens offline) · results: {out_dir / 'results.json'} · alerts: {out_dir}/alerts-*.jsonl"
+        f"report: {report} (opens offline) · results: {out_dir / 'results.json'} · weekly/monthly/quarterly"
+        f" CSV and JSON: {out_dir}/{{weekly,monthly,quarterly}}.{{csv,json}} · alerts: {out_dir}/alerts-*.jsonl"
     )
     for why in not_created:
         err.print(f"[red]not created:[/red] {why}")

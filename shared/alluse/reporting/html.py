@@ -14,6 +14,7 @@ from datetime import date
 from html import escape
 
 from alluse.application.run_results import AccountRun, RunResult
+from alluse.reporting import periods
 
 __all__ = ["render_html"]
 
@@ -51,6 +52,10 @@ def render_html(result: RunResult) -> str:
             _events_table(result.protocol_events),
             "<h2>Forks and merges</h2>",
             _lineage(result),
+            "<h2>Monthly</h2>",
+            _period_tables(result, "month"),
+            "<h2>Quarterly</h2>",
+            _period_tables(result, "quarter"),
             "<h2>Accounts</h2>",
             _accounts_table(result.accounts),
         )
@@ -61,6 +66,51 @@ def render_html(result: RunResult) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{TITLE}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
+
+
+# --- periods ---------------------------------------------------------------------------------------------------
+
+_PERIOD_COLUMNS = (
+    "Period",
+    "Weeks",
+    "End equity",
+    "Income",
+    "Est. tax",
+    "Post-tax",
+    "Premium",
+    "Trades",
+    "Drawdown",
+    "Forks",
+    "Merges",
+)
+
+
+def _period_tables(result: RunResult, period: periods.Period) -> str:
+    """The fleet's periods, then each account's behind a drill-down (no script: <details>)."""
+    fleet = _period_table(periods.fleet_rows(result, period))
+    accounts = "".join(
+        f"<details><summary>{_e(run.account_id)}</summary>{_period_table(rows)}</details>"
+        for run in result.accounts
+        if (rows := periods.account_rows(run, period, result))
+    )
+    return f"{fleet}\n{accounts}"
+
+
+def _period_table(rows: Sequence[periods.PeriodRow]) -> str:
+    head = "".join(f"<th>{c}</th>" if c == "Period" else f'<th class="num">{c}</th>' for c in _PERIOD_COLUMNS)
+    body = "".join(
+        "<tr>"
+        f'<td>{_e(r.period)}</td><td class="num">{r.weeks}</td><td class="num">{_dollars(r.end_equity_cents)}</td>'
+        f'<td class="num {_tone(r.income_cents)}">{_signed_dollars(r.income_cents)}</td>'
+        f'<td class="num">{_dollars(r.estimated_tax_cents)}</td>'
+        f'<td class="num {_tone(r.post_tax_income_cents)}">{_signed_dollars(r.post_tax_income_cents)}</td>'
+        f'<td class="num">{_dollars(r.premium_cents)}</td><td class="num">{r.trades:,}</td>'
+        f'<td class="num">{_dollars(r.max_drawdown_cents)}</td>'
+        f'<td class="num">{r.forks}</td><td class="num">{r.merges}</td>'
+        "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 # --- forks and merges ----------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from alluse.application.run_results import AccountRun, RunResult
 from alluse.application.simulation import ProtocolRun
 from alluse.application.trading import TradingCycle
 from alluse.domain.accounts import Account
+from alluse.domain.config import effective_config, to_jsonable
 from alluse.domain.errors import ValidationFailed
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import parse_dollars
@@ -101,6 +102,7 @@ def run_fleet(spec: RunSpec, on_week: Callable[[int], None] = lambda n: None) ->
         protocol_events=events,
         forks=tuple(sorted(f for s in shards for f in s.forks)),
         merges=tuple(sorted(m for s in shards for m in s.merges)),
+        short_term_tax_rate=effective_config(to_jsonable(spec.overrides or {})).tax.short_term_rate,
     )
     return result, [why for s in shards for why in s.not_created]
 
