@@ -274,6 +274,7 @@ class ProtocolRun:
         happened += [("problem", f"problem: {p}") for p in report.problems]
         happened += [("repriced", f"repriced {o.intent_id} to {o.request.limit_price_cents}") for o in report.repriced]
         happened += [("timed out", f"timed out {o.intent_id}") for o in report.timed_out]
+        happened += [("reinvestment", f"reinvestment: {text}") for text in report.reinvest_outcomes]
         happened += [
             (f"ATR L{int(c.to_level)}", f"ATR L{int(c.from_level)}→L{int(c.to_level)}: {c.contract.symbol}")
             for c in report.level_changes

@@ -51,8 +51,16 @@ from alluse.domain.errors import AllUseError, Conflict, MarketDataGap
 from alluse.domain.indicators import average_true_range
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
 from alluse.domain.ledger import book_execution, book_settlement, equity_cents, option_mark_cents
+from alluse.domain.lifecycle import (
+    ReinvestBudget,
+    affordable_units,
+    leaps_row,
+    mark_reinvested,
+    reinvest_budgets,
+    reinvest_due,
+)
 from alluse.domain.market import NEW_YORK, OptionChain
-from alluse.domain.money import cents_of_price
+from alluse.domain.money import cents_of_price, format_cents
 from alluse.domain.orders import (
     AlertMismatch,
     AlertOrphan,
@@ -128,6 +136,8 @@ class StepReport:
     closed_trade_pnls: list[int] = field(default_factory=list)  # realised P&L of trades closed in this step
     repriced: list[ManagedOrder] = field(default_factory=list)  # replacement versions placed in this step
     timed_out: list[ManagedOrder] = field(default_factory=list)  # cancelled at the timeout in this step
+    reinvested: list[ManagedOrder] = field(default_factory=list)  # quarterly reinvestment orders placed
+    reinvest_outcomes: list[str] = field(default_factory=list)  # what each reinvestment budget became
     working: bool = False  # orders rest at the broker after this step: reprice and timeout need a step soon
 
 
@@ -219,6 +229,7 @@ class TradingCycle:
             if state.account.lifecycle.merging_into is not None:
                 self._liquidate(state, report)  # A10: no new risk, everything sold before the merge
             elif state.account.status is AccountStatus.ACTIVE:
+                self._reinvest(state, report)
                 state.account = self._enter(state, report)
             self._watch_new(state, report)
         report.working = any(o.state.is_worked for o in state.orders.values())
@@ -629,6 +640,95 @@ class TradingCycle:
         if account.protocol.day != today:
             account = start_day(account, today, equity)
         return account, breaker_trip(account, equity, cfg.circuit_breakers)
+
+    # --- quarterly reinvestment (A11) -------------------------------------------------------------------
+    def _reinvest(self, state: _Carried, report: StepReport) -> None:
+        today = _day(report.at)
+        first_of_month = self._calendar.previous_session(today).month != today.month
+        if not reinvest_due(today, state.account, first_of_month=first_of_month, config=state.cfg.lifecycle):
+            return
+        orders, outcomes = [], []
+        for budget in reinvest_budgets(state.account, state.cfg, today):
+            try:
+                order, outcome = self._reinvest_order(state, budget, report)
+            except AllUseError as err:
+                order, outcome = None, f"not placed: {err}"
+            outcomes.append(
+                {
+                    "sleeve": budget.sleeve.value,
+                    "kind": budget.kind,
+                    "ticker": budget.ticker,
+                    "budget_cents": budget.budget_cents,
+                    "outcome": outcome,
+                }
+            )
+            if order is not None:
+                orders.append(order)
+        if orders:
+            report.reinvested += self._place(state, orders, report)
+        account = mark_reinvested(state.account, today)
+        event = AuditEvent("REINVESTED", {"purchases": outcomes})
+        state.account = self._commit(account, [], [event], state.unsaved, changed=True)
+        report.reinvest_outcomes += [f"{o['sleeve']} {o['kind']} {o['ticker']}: {o['outcome']}" for o in outcomes]
+
+    def _reinvest_order(
+        self, state: _Carried, budget: ReinvestBudget, report: StepReport
+    ) -> tuple[ManagedOrder | None, str]:
+        account, cfg = state.account, state.cfg
+        ref = intent_id(account.account_id, budget.sleeve, _week_start(report.at), "RINV", budget.ticker, budget.kind)
+        if any(intent_stem(known) == intent_stem(ref) for known in state.orders):
+            return None, "placed before"
+        quote = None
+        adv: int | None = None
+        instrument: Instrument
+        if budget.kind == "shares":
+            instrument = Equity(budget.ticker)
+            price = cents_of_price(self._market.price(budget.ticker, report.at))
+            quantity = affordable_units(budget.budget_cents, price, 1)
+            bars = self._market.daily_bars(budget.ticker, through=_day(report.at) - timedelta(days=1))
+            adv = int(bars.volume[-cfg.risk.adv_sessions :].mean()) if len(bars) else None
+            request_type, limit = OrderType.MARKET, None
+        else:
+            chain = self._market.chain(budget.ticker, report.at)
+            row = leaps_row(chain, _day(report.at), cfg.lifecycle)
+            if row is None:
+                return None, "no LEAPS call in the band"
+            quote = chain.quote(row)
+            instrument, price = quote.contract, quote.ask_cents
+            quantity = affordable_units(budget.budget_cents, price, quote.contract.multiplier)
+            request_type, limit = OrderType.LIMIT, price
+        if quantity <= 0:
+            unit = format_cents(price * instrument.multiplier)
+            return None, f"{format_cents(budget.budget_cents)} buys less than one {instrument.symbol} at {unit}"
+        intent = OrderIntent(
+            account.account_id,
+            budget.sleeve,
+            instrument,
+            Side.BUY,
+            quantity,
+            True,
+            limit,
+            quote=quote,
+            avg_daily_volume=adv,
+        )
+        context = self._risk_context(
+            account,
+            budget.sleeve,
+            budget.ticker,
+            cfg,
+            cash_required_cents=price * quantity * instrument.multiplier,
+            delta_band=None,
+            premium_floor_pct=Decimal(0),
+            at=report.at,
+        )
+        decision = check(intent, context)
+        if not decision.allowed:
+            why = f"{instrument.symbol}: reinvestment refused: {decision.reason}: {decision.message}"
+            self._alert(account, AlertType.ACCOUNT_MANAGEMENT, Priority.MEDIUM, "reinvestment refused", why, report.at)
+            return None, f"refused {decision.reason}"
+        request = OrderRequest(ref, instrument, Side.BUY, quantity, request_type, limit)
+        reference = Quote(quote.bid_cents, quote.ask_cents) if quote else None
+        return plan_order(account.account_id, budget.sleeve, request, reference_quote=reference), f"buy {quantity}"
 
     # --- liquidation before a merge (A10) -------------------------------------------------------------
     def _liquidate(self, state: _Carried, report: StepReport) -> None:

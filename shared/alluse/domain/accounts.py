@@ -151,6 +151,8 @@ class LifecycleState:
     merging_into: str | None = None  # liquidating before merging into this account
     merged_out_cents: int | None = None  # cash handed to `merging_into` when the merge completed
     merges_received: tuple[str, ...] = ()  # merged children whose cash this account has booked
+    reinvested_on: date | None = None  # the last quarterly reinvestment (A11)
+    reinvest_base_cents: Mapping[SleeveKind, int] = field(default_factory=dict)  # net income then, per sleeve
 
 
 @dataclass(frozen=True)

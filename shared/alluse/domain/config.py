@@ -782,6 +782,9 @@ class RiskConfig(_Section):
     max_pct_of_adv: Decimal = Field(
         default=_d("0.10"), gt=0, le=1, description="Maximum order size as a fraction of average daily volume (A7)."
     )
+    adv_sessions: int = Field(
+        default=20, ge=1, le=250, description="Sessions of daily volume averaged for a share order's ADV (A7)."
+    )
 
 
 class OrdersConfig(_Section):

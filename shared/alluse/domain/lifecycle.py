@@ -26,10 +26,13 @@ Decisions (the spec leaves them open):
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+
+import numpy as np
 
 from alluse.domain.accounts import (
     Account,
@@ -40,6 +43,7 @@ from alluse.domain.accounts import (
 )
 from alluse.domain.config import AllUseConfig, LifecycleConfig
 from alluse.domain.errors import Conflict, InsufficientFunds, ValidationFailed
+from alluse.domain.market import OptionChain
 from alluse.domain.money import fraction_of, parse_dollars
 from alluse.domain.sleeves import SLEEVE_ORDER, SleeveKind
 
@@ -286,3 +290,108 @@ def money_in_system(accounts: Iterable[Account]) -> int:
         if merged is not None and (target is None or account.account_id not in target.lifecycle.merges_received):
             total += merged
     return total
+
+
+# --- quarterly reinvestment (A11) ------------------------------------------------------------------------
+
+REINVESTING_SLEEVES = (SleeveKind.REV, SleeveKind.COM)  # Gen-Acc compounds weekly: nothing to do (A11)
+
+
+@dataclass(frozen=True)
+class ReinvestBudget:
+    """Cash one sleeve puts into one purchase this quarter."""
+
+    sleeve: SleeveKind
+    kind: str  # "shares" or "leaps"
+    ticker: str
+    budget_cents: int
+
+
+def reinvest_due(on: date, account: Account, *, first_of_month: bool, config: LifecycleConfig) -> bool:
+    """The first session of a reinvestment month, once (A11)."""
+    return first_of_month and on.month in config.reinvest_months and account.lifecycle.reinvested_on != on
+
+
+def net_income_cents(account: Account, sleeve: SleeveKind) -> int:
+    balance = account.sleeve(sleeve)
+    return balance.realized_cents - balance.commission_cents
+
+
+def reinvest_budgets(account: Account, config: AllUseConfig, on: date) -> list[ReinvestBudget]:
+    """The quarter's net income since the last reinvestment, after estimated tax when the basis is
+    post-tax, split as A11 says (Rev: 75 % stays wheel capital, 25 % LEAPS calls; Com: 75 % shares,
+    25 % LEAPS); shares over the sleeve's tickers by their weights, LEAPS on one ticker, in turn. Never
+    more than the sleeve's free cash: `insufficient_funds_policy` scales the purchases down together, or
+    skips the sleeve."""
+    rules = config.lifecycle
+    budgets: list[ReinvestBudget] = []
+    for sleeve in REINVESTING_SLEEVES:
+        net = net_income_cents(account, sleeve) - account.lifecycle.reinvest_base_cents.get(sleeve, 0)
+        if rules.reinvest_basis == "post_tax":
+            net -= estimated_tax_cents(net, config)
+        if net <= 0:
+            continue
+        split = (
+            {"leaps": rules.rev_reinvest.leaps}
+            if sleeve is SleeveKind.REV
+            else {"shares": rules.com_reinvest.shares, "leaps": rules.com_reinvest.leaps}
+        )
+        strategy = config.rev if sleeve is SleeveKind.REV else config.com
+        wanted = [
+            ReinvestBudget(sleeve, "shares", ticker, int(net * split["shares"] * strategy.weight_of(ticker)))
+            for ticker in strategy.tickers
+            if "shares" in split
+        ]
+        # A LEAPS contract costs thousands: the sleeve's LEAPS money buys on one ticker, in turn by quarter.
+        turn = strategy.tickers[(on.year * 4 + (on.month - 1) // 3) % len(strategy.tickers)]
+        wanted.append(ReinvestBudget(sleeve, "leaps", turn, int(net * split["leaps"])))
+        free = account.sleeve(sleeve).free_cents
+        total = sum(b.budget_cents for b in wanted)
+        if total > free:
+            if rules.insufficient_funds_policy == "skip":
+                continue
+            wanted = [replace(b, budget_cents=b.budget_cents * max(free, 0) // total) for b in wanted]
+        budgets += [b for b in wanted if b.budget_cents > 0]
+    return budgets
+
+
+def mark_reinvested(account: Account, on: date) -> Account:
+    """The quarter is done: the next one counts its net income from here."""
+    base = {k: net_income_cents(account, k) for k in REINVESTING_SLEEVES}
+    return replace(account, lifecycle=replace(account.lifecycle, reinvested_on=on, reinvest_base_cents=base))
+
+
+def leaps_row(chain: OptionChain, today: date, config: LifecycleConfig) -> int | None:
+    """The LEAPS call to buy (A11): `leaps_months_min`–`leaps_months_max` out, |Δ| in `leaps_delta`, an ask to
+    pay; the delta nearest the band's middle, then the nearer expiry."""
+    low, high = float(config.leaps_delta.min), float(config.leaps_delta.max)
+    first, last = _months_after(today, config.leaps_months_min), _months_after(today, config.leaps_months_max)
+    days = chain.expiry.astype("datetime64[D]")
+    mask = (
+        chain.is_call
+        & (days >= np.datetime64(first, "D"))
+        & (days <= np.datetime64(last, "D"))
+        & (np.abs(chain.delta) >= low)
+        & (np.abs(chain.delta) <= high)
+        & (chain.ask_cents > 0)
+    )
+    rows = np.flatnonzero(mask)
+    if not rows.size:
+        return None
+    middle = (low + high) / 2
+    best = min(rows.tolist(), key=lambda r: (abs(abs(float(chain.delta[r])) - middle), days[r]))
+    return int(best)
+
+
+def affordable_units(budget_cents: int, price_cents: int, multiplier: int) -> int:
+    """Whole shares or contracts a budget buys at a price (never a fraction, never more than the budget)."""
+    if price_cents <= 0:
+        raise ValidationFailed(f"price must be positive (got {price_cents})", field="price_cents")
+    return budget_cents // (price_cents * multiplier)
+
+
+def _months_after(day: date, months: int) -> date:
+    """The same day `months` later, or that month's last day when it is shorter."""
+    years, index = divmod(day.month - 1 + months, 12)
+    year, month = day.year + years, index + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
