@@ -113,6 +113,7 @@ from alluse.domain.week import WeekMode, WeekRecord, classify_week_mode, delta_s
 
 TRADING_SLEEVES = (SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM)
 _TRADABLE = (AccountStatus.ACTIVE, AccountStatus.SAFE)
+REINVEST_PURPOSE = "RINV"  # a quarterly reinvestment purchase (intent id purpose, four characters)
 
 
 @dataclass
@@ -334,7 +335,11 @@ class TradingCycle:
         resting = [o for o in state.orders.values() if o.state.is_worked and o.broker_order_id]
         replacements: list[ManagedOrder] = []
         for order in resting:
-            if should_cancel(order, now, rules):
+            reinvesting = intent_purpose(order.intent_id) == REINVEST_PURPOSE
+            policy = state.cfg.lifecycle.partial_fill_policy
+            if reinvesting and policy == "cancel_rest" and order.state is OrderState.PARTIALLY_FILLED:
+                self._cancel(state, order, "partly filled: the rest is cancelled (partial_fill_policy)", report)
+            elif should_cancel(order, now, rules):
                 cancelled = self._cancel(state, order, f"timed out after {rules.timeout_seconds} s", report)
                 if cancelled.state is not OrderState.CANCELLED:
                     continue  # a fill won the race: nothing timed out
@@ -356,7 +361,9 @@ class TradingCycle:
         """An exit (ATR close, roll buy-back, liquidation) that timed out is not given up: what is left is
         placed again at the touch, and a human is told. An entry that timed out is simply not made."""
         exits = (ProtectivePurpose.CLOSE, ProtectivePurpose.ROLL_CLOSE, ProtectivePurpose.LIQUIDATE)
-        if intent_purpose(order.intent_id) not in exits or order.remaining <= 0:
+        purpose = intent_purpose(order.intent_id)
+        retried = purpose == REINVEST_PURPOSE and state.cfg.lifecycle.partial_fill_policy == "retry"
+        if (purpose not in exits and not retried) or order.remaining <= 0:
             return None
         request = order.request
         contract = request.instrument
@@ -675,7 +682,9 @@ class TradingCycle:
         self, state: _Carried, budget: ReinvestBudget, report: StepReport
     ) -> tuple[ManagedOrder | None, str]:
         account, cfg = state.account, state.cfg
-        ref = intent_id(account.account_id, budget.sleeve, _week_start(report.at), "RINV", budget.ticker, budget.kind)
+        ref = intent_id(
+            account.account_id, budget.sleeve, _week_start(report.at), REINVEST_PURPOSE, budget.ticker, budget.kind
+        )
         if any(intent_stem(known) == intent_stem(ref) for known in state.orders):
             return None, "placed before"
         quote = None

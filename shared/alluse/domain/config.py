@@ -913,7 +913,9 @@ class LifecycleConfig(_Section):
     leaps_months_max: int = Field(default=24, ge=1, le=60, description="Longest LEAPS expiry in months (A11).")
     leaps_delta: DeltaBand = _band_field("0.70", "0.80", "Delta band of LEAPS calls bought (A11: 0.70-0.80).")
     partial_fill_policy: Literal["keep", "cancel_rest", "retry"] = Field(
-        default="keep", description="Reinvest order partly filled: keep the fill, cancel the rest, or retry the rest."
+        default="keep",
+        description="Reinvest order partly filled: keep (the rest works until the timeout), cancel_rest (at once),"
+        " or retry (at the timeout the rest is placed again at the touch).",
     )
     insufficient_funds_policy: Literal["scale_down", "skip"] = Field(
         default="scale_down", description="Not enough cash for a reinvest order: scale it down or skip it."
