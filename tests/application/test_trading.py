@@ -16,7 +16,7 @@ from alluse.application.alerting import AlertDesk
 from alluse.application.audit import AuditService
 from alluse.application.clock import SimulatedClock
 from alluse.application.trading import TradingCycle, run_fleet_step
-from alluse.domain.brokerage import OrderRequest
+from alluse.domain.brokerage import OrderRequest, SettlementKind
 from alluse.domain.config import default_config
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.ledger import broker_mismatches
@@ -162,6 +162,28 @@ def test_friday_close_settles_into_the_sleeves(world: World) -> None:
     gen = world.store.get(account_id).sleeve(SleeveKind.GEN)
     assert not any(isinstance(i, OptionContract) for i in gen.positions)  # every weekly put settled
     assert world.mismatches(account_id) == []
+
+
+def test_every_booking_moves_the_tax_lots_and_the_years_realised_gains(world: World) -> None:
+    """A12: a put sold opens a short lot per sleeve; at Friday's expiry it closes (worthless: the premium is
+    a short-term gain; assigned: no gain, the shares' lot carries the basis), so the lots follow the sleeves."""
+    [account_id] = world.ids
+    entered = world.cycle.step(account_id)
+    account = world.store.get(account_id)
+    for sleeve, execution in entered.fills:
+        lots = account.tax_lots.lots_of(sleeve, execution.instrument)
+        assert sum(lot.quantity for lot in lots) == account.sleeve(sleeve).quantity(execution.instrument) < 0
+    world.broker.step()
+    world.clock.advance_to(at(FRI, 16, 30))
+    report = world.cycle.step(account_id)
+    assert report.booked_settlements >= 1 and not any("tax lots" in p for p in report.problems)
+    account = world.store.get(account_id)
+    for sleeve, balance in account.sleeves.items():  # the FIFO lots hold exactly what the sleeves hold
+        for instrument, quantity in balance.positions.items():
+            assert account.tax_lots.open_quantity(sleeve, instrument) == quantity
+    assert any(s.kind is SettlementKind.EXPIRED_WORTHLESS for s in report.settlements)
+    short, long = account.tax_gains_cents[FRI.year]
+    assert short > 0 and long == 0  # days-old premium is short-term
 
 
 def test_halted_symbol_is_denied_with_its_reason(world: World) -> None:

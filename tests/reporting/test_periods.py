@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alluse.application.run_results import AccountRun, AccountWeek, RunResult
+from alluse.domain.config import TaxConfig
 from alluse.reporting import periods
 
 MONDAY = date(2026, 1, 26)  # weeks run into February and across a quarter's end later
@@ -30,6 +32,7 @@ def weeks(account_id: str, figures: list[tuple[int, int, int]]) -> tuple[Account
             mode_guessed=None,
             mode_confirmed=None,
             week_types={"GEN": "P-EW", "REV": "W-IDL"},
+            short_term_gain_cents=realized - commission,  # the FIFO lots' gain, all short-term here
         )
         for n, (equity, realized, commission) in enumerate(figures)
     )
@@ -70,12 +73,17 @@ def test_fleet_rows_are_the_sum_of_the_accounts_rows() -> None:
     assert sum(r.income_cents for r in fleet) == run.income_cents
 
 
-def test_tax_is_estimated_on_positive_income_at_the_short_term_rate() -> None:
-    run = result([PARENT], short_term_tax_rate=Decimal("0.30"))
+def test_tax_is_estimated_on_the_periods_lot_gains_by_term() -> None:
+    run = result([PARENT], tax=TaxConfig(short_term_rate=Decimal("0.30"), long_term_rate=Decimal("0.15")))
     january, february = periods.account_rows(PARENT, "month", run)
-    assert january.estimated_tax_cents == 447_00  # 30 % of $1,490.00
+    assert january.estimated_tax_cents == 447_00  # 30 % of $1,490.00 short-term
     assert january.post_tax_income_cents == 1_043_00
     assert february.estimated_tax_cents == 0 and february.post_tax_income_cents == february.income_cents < 0
+    held = AccountRun(
+        "A3", "A3", 10_000_00, (replace(weeks("A3", [(11_000_00, 0, 0)])[0], long_term_gain_cents=1_000_00),)
+    )
+    [row] = periods.account_rows(held, "quarter", result([held]))
+    assert row.estimated_tax_cents == 150_00  # 15 % long-term
 
 
 def test_a_forks_capital_is_not_new_money_for_the_fleet() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 
 from alluse.domain.config import TaxConfig
 
@@ -29,6 +28,8 @@ class AccountWeek:
     week_types: dict[str, str]  # sleeve (GEN/REV/COM) -> week-type code (P-EW ... W-IDL)
     events: tuple[str, ...] = ()  # protocol events: denials, alerts, problems (short texts)
     predicted_types: dict[str, str] = field(default_factory=dict)  # sleeve -> type expected at entry
+    short_term_gain_cents: int = 0  # FIFO lots realised this week, held ≤ tax.long_term_after_days (A12)
+    long_term_gain_cents: int = 0
 
     @property
     def income_cents(self) -> int:
@@ -89,7 +90,7 @@ class RunResult:
     protocol_events: Counter[str] = field(default_factory=Counter)  # event kind -> count, fleet-wide
     forks: tuple[tuple[str, str, int, date], ...] = ()  # (parent, child, cents, day earmarked)
     merges: tuple[tuple[str, str, int, date], ...] = ()  # (child, into, cents, day merged)
-    short_term_tax_rate: Decimal = TaxConfig().short_term_rate  # the run's, for estimated tax in reports
+    tax: TaxConfig = field(default_factory=TaxConfig)  # the run's rates, for estimated tax in reports
 
     @property
     def account_weeks(self) -> int:

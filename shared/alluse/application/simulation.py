@@ -326,6 +326,8 @@ class ProtocolRun:
             realized_cents=_total(end, "realized_cents") - _total(start, "realized_cents"),
             commission_cents=_total(end, "commission_cents") - _total(start, "commission_cents"),
             trades=tally.trades,
+            short_term_gain_cents=_gains(end)[0] - _gains(start)[0],
+            long_term_gain_cents=_gains(end)[1] - _gains(start)[1],
             mode_guessed=tally.mode_guessed.value if tally.mode_guessed else None,
             mode_confirmed=confirmed.value if confirmed else None,
             week_types=codes,
@@ -344,3 +346,9 @@ class ProtocolRun:
 
 def _total(account: Account, attribute: str) -> int:
     return sum(int(getattr(b, attribute)) for b in account.sleeves.values())
+
+
+def _gains(account: Account) -> tuple[int, int]:
+    """All years' realised FIFO gains (short-term, long-term)."""
+    terms = account.tax_gains_cents.values()
+    return sum(t[0] for t in terms), sum(t[1] for t in terms)

@@ -109,6 +109,7 @@ from alluse.domain.risk import (
 )
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.strategies import EntryDecision, EntryPlan, SleeveBook, entry_window_open, plan_entries
+from alluse.domain.tax import TaxableEvent, book_execution_lots, book_settlement_lots, gains_by_term
 from alluse.domain.week import WeekMode, WeekRecord, classify_week_mode, delta_shift, prior_week_measures
 
 TRADING_SLEEVES = (SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM)
@@ -308,6 +309,7 @@ class TradingCycle:
                 report.problems.append(f"fill {execution.execution_id} has unknown ref {execution.client_ref}")
                 break
             before = account.sleeve(order.sleeve)
+            account = self._tax_execution(account, order.sleeve, execution, cfg, report)
             account = book_execution(account, order.sleeve, execution)
             account = replace(account, executions_booked=account.executions_booked + 1)
             closings += _closing(order.sleeve, before, account.sleeve(order.sleeve), execution.instrument)
@@ -319,6 +321,7 @@ class TradingCycle:
             except Conflict as err:
                 report.problems.append(str(err))
                 break
+            booked = self._tax_settlement(account, booked, settlement, cfg, report)
             if settlement.kind is not SettlementKind.ASSIGNED:  # A12: an assignment closes no trade
                 for kind, before in account.sleeves.items():
                     closings += _closing(kind, before, booked.sleeve(kind), settlement.instrument)
@@ -327,6 +330,34 @@ class TradingCycle:
             report.settlements.append(settlement)
         account, ended = record_closings(account, closings, cfg.circuit_breakers)
         report.closed_trade_pnls += ended
+        return account
+
+    # --- tax lots (A12): every booking also moves the FIFO lots ----------------------------------------
+    def _tax_execution(
+        self, account: Account, sleeve: SleeveKind, execution: Execution, cfg: AllUseConfig, report: StepReport
+    ) -> Account:
+        on = _day(execution.at)
+        try:
+            lots, events = book_execution_lots(account.tax_lots, sleeve, execution, on, cfg=cfg.tax)
+        except AllUseError as err:  # the lots disagree with the sleeves: report, never block the booking
+            return self._tax_problem(account, f"fill {execution.execution_id}: {err}", report)
+        return _with_gains(replace(account, tax_lots=lots), on.year, events)
+
+    def _tax_settlement(
+        self, before: Account, after: Account, settlement: Settlement, cfg: AllUseConfig, report: StepReport
+    ) -> Account:
+        holders = {k: s.quantity(settlement.instrument) for k, s in before.sleeves.items()}
+        holders = {k: q for k, q in holders.items() if q}
+        on = _day(settlement.at)
+        try:
+            lots, events = book_settlement_lots(before.tax_lots, holders, settlement, on, cfg=cfg.tax)
+        except AllUseError as err:
+            return self._tax_problem(after, f"settlement of {settlement.instrument.symbol}: {err}", report)
+        return _with_gains(replace(after, tax_lots=lots), on.year, events)
+
+    def _tax_problem(self, account: Account, why: str, report: StepReport) -> Account:
+        report.problems.append(f"tax lots: {why}")
+        self._alert(account, AlertType.TECHNICAL_ALERT, Priority.HIGH, "tax lots out of step", why, report.at)
         return account
 
     # --- 3. work resting orders: reprice toward the touch, cancel at timeout (A8) -------------------------
@@ -1076,6 +1107,14 @@ def _closing(
 ) -> list[tuple[str, int, bool]]:
     pnl = closed_trade_pnl(before, after, instrument)
     return [] if pnl is None else [(watch_key(sleeve, instrument), pnl, after.quantity(instrument) == 0)]
+
+
+def _with_gains(account: Account, year: int, events: Sequence[TaxableEvent]) -> Account:
+    if not events:
+        return account
+    short, long = gains_by_term(events)
+    before = account.tax_gains_cents.get(year, (0, 0))
+    return replace(account, tax_gains_cents={**account.tax_gains_cents, year: (before[0] + short, before[1] + long)})
 
 
 def _day(at: datetime) -> date:

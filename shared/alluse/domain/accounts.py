@@ -17,6 +17,7 @@ from alluse.domain.errors import Conflict, IllegalTransition, InsufficientFunds,
 from alluse.domain.instruments import Instrument, OptionContract, OptionRight
 from alluse.domain.money import format_cents, fraction_of, require_positive, split_by_weights
 from alluse.domain.sleeves import SLEEVE_ORDER, SleeveKind
+from alluse.domain.tax import TaxLedger
 
 
 class AccountStatus(StrEnum):
@@ -171,6 +172,8 @@ class Account:
     audit_head: ChainHead = field(default_factory=ChainHead)
     protocol: ProtocolState = field(default_factory=ProtocolState)
     lifecycle: LifecycleState = field(default_factory=LifecycleState)
+    tax_lots: TaxLedger = field(default_factory=TaxLedger)  # FIFO lots per sleeve (A12)
+    tax_gains_cents: Mapping[int, tuple[int, int]] = field(default_factory=dict)  # year -> (short, long) realised
     version: int | None = None  # optimistic-lock token owned by the store; None = never stored
 
     @property

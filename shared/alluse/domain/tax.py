@@ -48,7 +48,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any, TypeVar
 
-from alluse.domain.brokerage import Side
+from alluse.domain.brokerage import Execution, Settlement, SettlementKind, Side
 from alluse.domain.config import TaxConfig
 from alluse.domain.errors import MarketDataGap, ValidationFailed
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight, instrument_from_symbol
@@ -340,8 +340,13 @@ def estimate_tax(
     """Estimated tax on the events closed in [start, end] (either end open when None), plus dividends."""
     _require_not_negative(dividend_cents, "dividend_cents")
     in_period = [e for e in events if (start is None or e.closed_on >= start) and (end is None or e.closed_on <= end)]
-    short_term = sum(e.gain_cents for e in in_period if e.term is Term.SHORT)
-    long_term = sum(e.gain_cents for e in in_period if e.term is Term.LONG)
+    short_term, long_term = gains_by_term(in_period)
+    return estimate_from_gains(short_term, long_term, cfg, dividend_cents=dividend_cents)
+
+
+def estimate_from_gains(short_term: int, long_term: int, cfg: TaxConfig, *, dividend_cents: int = 0) -> TaxEstimate:
+    """Estimated tax on a period's net short- and long-term gains (see estimate_tax)."""
+    _require_not_negative(dividend_cents, "dividend_cents")
     taxable_short, taxable_long = _offset_across_terms(short_term, long_term)
     tax = (
         Decimal(taxable_short) * cfg.short_term_rate
@@ -565,3 +570,51 @@ def _enum(kind: type[E], data: Mapping[str, Any], key: str) -> E:
         return kind(value)
     choices = ", ".join(member.value for member in kind)
     raise ValidationFailed(f"must be one of {choices} (got {value!r})", field=key)
+
+
+# --- the broker's bookings, lot by lot ------------------------------------------------------------------
+
+
+def book_execution_lots(
+    ledger: TaxLedger, sleeve: SleeveKind, execution: Execution, on: date, *, cfg: TaxConfig
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    """A fill as the tax ledger sees it (`on` is its New York trade date)."""
+    return apply_fill(
+        ledger,
+        sleeve,
+        execution.instrument,
+        execution.side,
+        execution.quantity,
+        execution.price_cents,
+        execution.commission_cents,
+        on,
+        cfg=cfg,
+    )
+
+
+def book_settlement_lots(
+    ledger: TaxLedger, holders: Mapping[SleeveKind, int], settlement: Settlement, on: date, *, cfg: TaxConfig
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    """An expiry settlement over the sleeves holding the contract (`holders`: their signed contracts)."""
+    option = _require_option(settlement.instrument)
+    events: list[TaxableEvent] = []
+    contracts = abs(settlement.quantity)
+    for sleeve, held in holders.items():
+        if settlement.kind is SettlementKind.EXPIRED_WORTHLESS:
+            ledger, booked = apply_expiry(ledger, sleeve, option, on, cfg=cfg)
+        elif settlement.kind is SettlementKind.CLOSED_AT_INTRINSIC:  # a long option sold at its intrinsic value
+            price = settlement.cash_cents // (contracts * option.multiplier)
+            ledger, booked = apply_fill(ledger, sleeve, option, Side.SELL, abs(held), price, 0, on, cfg=cfg)
+        else:  # assigned, called away, exercised: the premium moves into the shares (A12)
+            ledger, booked = apply_assignment(ledger, sleeve, option, abs(held), on, cfg=cfg)
+        events += booked
+    return ledger, events
+
+
+def gains_by_term(events: Iterable[TaxableEvent]) -> tuple[int, int]:
+    """(short-term, long-term) realised gain of these events."""
+    events = list(events)
+    return (
+        sum(e.gain_cents for e in events if e.term is Term.SHORT),
+        sum(e.gain_cents for e in events if e.term is Term.LONG),
+    )

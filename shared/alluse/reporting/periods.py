@@ -4,9 +4,9 @@ Every row is built from the run's account-weeks (integer cents), so the fleet's 
 accounts' rows and each account's rows add up to its run. A week belongs to the month and quarter of its
 Monday.
 
-Tax is an estimate, not advice: the period's net realised income (realised P&L less commissions), when
-positive, at `tax.short_term_rate` (weekly options are held days, never a year); post-tax income is
-income less that estimate.
+Tax is an estimate, not advice: the period's FIFO lot gains (A12) by term, each term's net loss offsetting
+the other's gain, at `tax.short_term_rate` and `tax.long_term_rate` (`domain.tax.estimate_from_gains`),
+the period taken alone (no carry across periods). Post-tax income is income less that estimate.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 from alluse.application.run_results import AccountRun, AccountWeek, RunResult
+from alluse.domain.tax import estimate_from_gains
 
 Period = Literal["week", "month", "quarter"]
 PERIODS: tuple[Period, ...] = ("week", "month", "quarter")
@@ -56,12 +56,6 @@ def period_of(monday: date, period: Period) -> str:
     if period == "month":
         return f"{monday:%Y-%m}"
     return f"{monday.year}-Q{(monday.month - 1) // 3 + 1}"
-
-
-def estimated_tax_cents(income_cents: int, short_term_rate: Decimal) -> int:
-    if income_cents <= 0:
-        return 0
-    return int((Decimal(income_cents) * short_term_rate).to_integral_value(ROUND_HALF_EVEN))
 
 
 def account_rows(run: AccountRun, period: Period, result: RunResult) -> list[PeriodRow]:
@@ -118,7 +112,8 @@ def _row(
     merges: Sequence[tuple[str, date]],
 ) -> PeriodRow:
     income = sum(w.income_cents for _, w in weeks)
-    tax = estimated_tax_cents(income, result.short_term_tax_rate)
+    short, long = sum(w.short_term_gain_cents for _, w in weeks), sum(w.long_term_gain_cents for _, w in weeks)
+    tax = estimate_from_gains(short, long, result.tax).tax_cents
     codes: dict[str, int] = {}
     for _, week in weeks:
         for code in week.week_types.values():

@@ -64,6 +64,7 @@ class AccountItem(Model):
     audit_hash = UnicodeAttribute()
     protocol = JSONAttribute(null=True)  # ProtocolState: ATR watches, pauses, breaker inputs (ints, ISO dates)
     lifecycle = JSONAttribute(null=True)  # LifecycleState: earmarks, pending funding, merges (ints, ids)
+    tax = JSONAttribute(null=True)  # FIFO tax lots and realised gains by year and term (ints, ISO dates)
     version = VersionAttribute()
 
     accounts_index = AccountsIndex()

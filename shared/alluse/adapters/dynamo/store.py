@@ -45,6 +45,7 @@ from alluse.domain.errors import Conflict, NotFound
 from alluse.domain.instruments import instrument_from_symbol
 from alluse.domain.orders import ManagedOrder
 from alluse.domain.sleeves import SleeveKind
+from alluse.domain.tax import TaxLedger
 
 
 class DynamoAccountStore:
@@ -229,6 +230,10 @@ def _account_to_item(a: Account) -> AccountItem:
         audit_hash=a.audit_head.hash,
         protocol=_protocol_to_json(a.protocol),
         lifecycle=_lifecycle_to_json(a.lifecycle),
+        tax={
+            "lots": a.tax_lots.to_jsonable(),
+            "gains": {str(year): list(terms) for year, terms in a.tax_gains_cents.items()},
+        },
     )
     if a.version is not None:  # unset = new item: pynamodb then requires that it does not exist yet
         item.version = a.version
@@ -252,6 +257,8 @@ def _account_from_item(i: AccountItem) -> Account:
         audit_head=ChainHead(int(i.audit_seq), i.audit_hash),
         protocol=_protocol_from_json(i.protocol or {}),
         lifecycle=_lifecycle_from_json(i.lifecycle or {}),
+        tax_lots=TaxLedger.from_jsonable(i.tax["lots"]) if i.tax else TaxLedger(),
+        tax_gains_cents={int(y): (int(t[0]), int(t[1])) for y, t in (i.tax or {}).get("gains", {}).items()},
         version=i.version,
     )
 

@@ -102,7 +102,7 @@ def run_fleet(spec: RunSpec, on_week: Callable[[int], None] = lambda n: None) ->
         protocol_events=events,
         forks=tuple(sorted(f for s in shards for f in s.forks)),
         merges=tuple(sorted(m for s in shards for m in s.merges)),
-        short_term_tax_rate=effective_config(to_jsonable(spec.overrides or {})).tax.short_term_rate,
+        tax=effective_config(to_jsonable(spec.overrides or {})).tax,
     )
     return result, [why for s in shards for why in s.not_created]
 
