@@ -194,6 +194,7 @@ class TradingCycle:
         self._modes: dict[tuple[date, WeekModeConfig], WeekMode | None] = {}  # one index read per day
         self._atrs: dict[tuple[str, date, int], float | None] = {}  # one ATR per ticker per day
         self._marks_at: datetime | None = None
+        self._first_of_month: dict[date, bool] = {}  # a session's day -> it opens its month
         self._mark_memo: dict[Instrument, int] = {}
 
     def step(self, account_id: str) -> StepReport:
@@ -682,7 +683,11 @@ class TradingCycle:
     # --- quarterly reinvestment (A11) -------------------------------------------------------------------
     def _reinvest(self, state: _Carried, report: StepReport) -> None:
         today = _day(report.at)
-        first_of_month = self._calendar.previous_session(today).month != today.month
+        if today.month not in state.cfg.lifecycle.reinvest_months or state.account.lifecycle.reinvested_on == today:
+            return  # the common case, without asking the calendar
+        if today not in self._first_of_month:
+            self._first_of_month[today] = self._calendar.previous_session(today).month != today.month
+        first_of_month = self._first_of_month[today]
         if not reinvest_due(today, state.account, first_of_month=first_of_month, config=state.cfg.lifecycle):
             return
         orders, outcomes = [], []
