@@ -161,11 +161,14 @@ class ProtocolRun:
         evaluate = evaluation_due(
             day, first_of_week=first_of_week, first_of_month=first_of_month, config=self._cfg.lifecycle
         )
+        targets = {a.lifecycle.merging_into for a in live.values() if a.lifecycle.merging_into}  # they receive
         involved = [
             i
             for i, a in live.items()
             if i not in failures
-            and (evaluate or a.lifecycle.earmarks or a.lifecycle.funding_from or a.lifecycle.merging_into)
+            and (
+                evaluate or i in targets or a.lifecycle.earmarks or a.lifecycle.funding_from or a.lifecycle.merging_into
+            )
         ]
         if not involved:
             return []
