@@ -197,9 +197,12 @@ class LifecycleWatchdog:
         if not rules.is_flat(child) or any(o.state.may_be_live for o in self._store.orders(child.account_id)):
             report.waiting.append(f"{child.account_id}: liquidating before the merge")
             return
-        target = accounts[child.lifecycle.merging_into or ""]
-        if target.status not in (AccountStatus.ACTIVE, AccountStatus.SAFE):
-            raise Conflict(f"{target.account_id} is {target.status.value}: no merge into it", field="merging_into")
+        target = accounts.get(child.lifecycle.merging_into or "")
+        if target is None or target.status not in (AccountStatus.ACTIVE, AccountStatus.SAFE):
+            target = self._retarget(accounts, child, report)  # A10: the nearest ancestor that still trades
+            if target is None:
+                return
+            child = accounts[child.account_id]
         amount = child.cash_cents
         ref = f"MERGE-{child.account_id}"
         if amount > 0:
@@ -220,6 +223,21 @@ class LifecycleWatchdog:
         accounts[child.account_id], accounts[target.account_id] = merged_after, target_after
         report.merged.append((child.account_id, target.account_id, amount))
         self._alert(target.account_id, "merge", f"{child.account_id} merged: {format_cents(amount)} into Com-Acc")
+
+    def _retarget(self, accounts: dict[str, Account], child: Account, report: LifecycleReport) -> Account | None:
+        """The merge's target stopped trading (merged, closed, halted) before the child was flat: the
+        nearest ancestor that still trades receives instead; with none, the merge waits and a human is told."""
+        gone = child.lifecycle.merging_into
+        into = rules.merge_target(child, accounts)
+        if into is None:
+            why = f"{gone} no longer trades and no ancestor does: the merge waits"
+            report.waiting.append(f"{child.account_id}: {why}")
+            self._alert(child.account_id, "merge has no target", why)
+            return None
+        moved = replace(child, lifecycle=replace(child.lifecycle, merging_into=into))
+        event = AuditEvent("MERGE_RETARGETED", {"from": gone, "into": into})
+        accounts[child.account_id] = self._commit([(moved, [event], ())])[0]
+        return accounts[into]
 
     # --- plumbing ----------------------------------------------------------------------------------
     def _commit(

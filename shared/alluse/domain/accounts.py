@@ -152,6 +152,7 @@ class LifecycleState:
     merging_into: str | None = None  # liquidating before merging into this account
     merged_out_cents: int | None = None  # cash handed to `merging_into` when the merge completed
     merges_received: tuple[str, ...] = ()  # merged children whose cash this account has booked
+    forked_cents: Mapping[SleeveKind, int] = field(default_factory=dict)  # surplus forked out so far, by sleeve
     reinvested_on: date | None = None  # the last quarterly reinvestment (A11)
     reinvest_base_cents: Mapping[SleeveKind, int] = field(default_factory=dict)  # net income then, per sleeve
 
@@ -353,6 +354,12 @@ def _require_fundable(account: Account, verb: str) -> None:
     if account.status not in _FUNDABLE:
         raise IllegalTransition(
             f"cannot {verb} account {account.account_id}: it is {account.status.value}", field="status"
+        )
+    if account.lifecycle.funding_from is not None:  # its cash must stay what the parent's earmark says (A9)
+        raise IllegalTransition(
+            f"cannot {verb} account {account.account_id}: it waits for its fork's funding from"
+            f" {account.lifecycle.funding_from}",
+            field="status",
         )
 
 

@@ -86,10 +86,12 @@ def estimated_tax_cents(gain_cents: int, config: AllUseConfig) -> int:
     return int((Decimal(gain_cents) * config.tax.short_term_rate).to_integral_value(ROUND_HALF_EVEN))
 
 
-def surplus_cents(equity_cents: int, contributed_cents: int, config: AllUseConfig) -> int:
-    """Post-tax surplus (A9): equity − contributed − estimated tax on the gain."""
-    gain = equity_cents - contributed_cents
-    return gain - estimated_tax_cents(gain, config)
+def surplus_cents(equity_cents: int, contributed_cents: int, config: AllUseConfig, *, forked_cents: int = 0) -> int:
+    """Post-tax surplus (A9) not yet forked: the whole gain (what is held plus what was forked out, less
+    the capital) after its estimated tax, less what earlier forks took. The tax kept back at a fork is
+    never forked later as if it were new gain."""
+    gain = equity_cents + forked_cents - contributed_cents
+    return gain - estimated_tax_cents(gain, config) - forked_cents
 
 
 def child_id(parent: Account) -> str:
@@ -110,7 +112,10 @@ def decide_fork(parent: Account, sleeve_equity: Mapping[SleeveKind, int], config
     for sleeve in FORKING_SLEEVES:
         if sleeve not in sleeve_equity:
             continue
-        surplus = surplus_cents(sleeve_equity[sleeve], parent.sleeve(sleeve).contributed_cents, config)
+        forked = state.forked_cents.get(sleeve, 0)
+        surplus = surplus_cents(
+            sleeve_equity[sleeve], parent.sleeve(sleeve).contributed_cents, config, forked_cents=forked
+        )
         if surplus < thresholds[sleeve]:
             continue
         if sleeve is SleeveKind.GEN:
@@ -138,10 +143,12 @@ def earmark(parent: Account, decision: ForkDecision) -> Account:
         # The contributed basis stays: the surplus was gain over it.
         decision.sleeve: replace(balance, cash_cents=balance.cash_cents - decision.amount_cents),
     }
+    forked = parent.lifecycle.forked_cents
     state = replace(
         parent.lifecycle,
         earmarks={**parent.lifecycle.earmarks, decision.child_id: decision.amount_cents},
         forks_made=parent.lifecycle.forks_made + 1,
+        forked_cents={**forked, decision.sleeve: forked.get(decision.sleeve, 0) + decision.amount_cents},
     )
     return replace(parent, sleeves=sleeves, lifecycle=state)
 
@@ -190,8 +197,8 @@ def merge_target(child: Account, accounts: Mapping[str, Account]) -> str | None:
         account = accounts.get(ancestor)
         if account is None:
             return None
-        if account.status in _TRADING:
-            return ancestor
+        if account.status in _TRADING and account.lifecycle.merging_into is None:
+            return ancestor  # an ancestor that is itself merging away cannot receive
         ancestor = account.parent_id
     return None
 
@@ -230,6 +237,8 @@ def is_flat(account: Account) -> bool:
 
 def complete_merge_out(child: Account) -> Account:
     """The liquidated child hands all its cash over and is MERGED (terminal, A10)."""
+    if child.status is AccountStatus.MERGED:
+        return child  # handed over already: a second call must not lose what is in flight
     if child.lifecycle.merging_into is None:
         raise Conflict(f"{child.account_id} is not merging", field="merging_into")
     if not is_flat(child):

@@ -324,6 +324,7 @@ def _lifecycle_to_json(state: LifecycleState) -> dict[str, object]:
         "merging_into": state.merging_into,
         "merged_out_cents": state.merged_out_cents,
         "merges_received": list(state.merges_received),
+        "forked_cents": {k.value: v for k, v in state.forked_cents.items()},
         "reinvested_on": state.reinvested_on.isoformat() if state.reinvested_on else None,
         "reinvest_base_cents": {k.value: v for k, v in state.reinvest_base_cents.items()},
     }
@@ -338,6 +339,7 @@ def _lifecycle_from_json(data: dict[str, Any]) -> LifecycleState:
         merging_into=data.get("merging_into"),
         merged_out_cents=int(merged) if merged is not None else None,
         merges_received=tuple(data.get("merges_received", [])),
+        forked_cents={SleeveKind(k): int(v) for k, v in data.get("forked_cents", {}).items()},
         reinvested_on=date.fromisoformat(data["reinvested_on"]) if data.get("reinvested_on") else None,
         reinvest_base_cents={SleeveKind(k): int(v) for k, v in data.get("reinvest_base_cents", {}).items()},
     )
