@@ -9,7 +9,7 @@ clock), creates its shard of the seeded fleet plan, runs the protocol and return
 from __future__ import annotations
 
 import contextlib
-import itertools
+import hashlib
 import multiprocessing
 import time as wallclock
 from collections import Counter
@@ -167,12 +167,13 @@ def run_shard(spec: RunSpec, shard: int, shards: int, on_week: Callable[[int], N
 
 
 def _paper_linker(shard: int) -> Callable[[Account], str]:
-    """The local stand-in for the operator who opens a brokerage account for a fork's child (A9): a new
-    paper account, numbered by shard (8 digits, never one of the fleet plan's 7-digit numbers)."""
-    opened = itertools.count(1)
+    """The local stand-in for the operator who opens a brokerage account for a fork's child (A9): a paper
+    account whose number follows from the child's id (8 digits, never one of the fleet plan's 7-digit
+    numbers), so a retry after a crash links the account it opened, not a second one."""
 
     def link(child: Account) -> str:
-        return f"DU{10_000_000 + shard * 1_000_000 + next(opened)}"
+        digest = int.from_bytes(hashlib.sha256(child.account_id.encode()).digest()[:8], "big")
+        return f"DU{10_000_000 + digest % 90_000_000}"
 
     return link
 
