@@ -269,18 +269,21 @@ class TradingCycle:
         self, account: Account, orders: dict[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
     ) -> dict[str, ManagedOrder]:
         brokerage_id = _linked(account)
-        broker_orders = self._broker.orders(brokerage_id)
-        # Orders finished on both sides have nothing left to reconcile; leaving them (and the broker's
-        # records under their refs) out keeps a step's cost to the live orders, not the account's history.
-        live_at_broker = {b.client_ref for b in broker_orders if not b.status.is_final}
-        settled = {r for r, o in orders.items() if o.state.is_terminal and r not in live_at_broker}
-        result = reconcile(
-            [o for r, o in orders.items() if r not in settled],
-            [b for b in broker_orders if b.client_ref not in settled],
-            [e for e in self._broker.executions(brokerage_id) if e.client_ref not in settled],
-            report.at,
-            cfg.orders,
-        )
+        # What can still change: local orders not final, the broker's open orders, and the broker's record
+        # of each local order it no longer lists as open. A step's cost follows the live orders, not the
+        # account's history; an order under an unknown ref is caught while it is open at the broker.
+        live = [o for o in orders.values() if not o.state.is_terminal]
+        open_at_broker = self._broker.open_orders(brokerage_id)
+        listed = {b.client_ref for b in open_at_broker}
+        finished = [
+            record
+            for o in live
+            if o.intent_id not in listed and (record := self._broker.order_by_ref(brokerage_id, o.intent_id))
+        ]
+        stale = [orders[r] for r in listed if r in orders and orders[r].state.is_terminal]  # broker still works it
+        absent = {o.intent_id for o in live} - listed - {b.client_ref for b in finished}
+        executions = [e for e in self._broker.executions(brokerage_id) if e.client_ref in absent] if absent else []
+        result = reconcile([*live, *stale], [*open_at_broker, *finished], executions, report.at, cfg.orders)
         changed = {o.intent_id: o for o in result.orders if orders.get(o.intent_id) != o}
         for action in result.actions:
             if isinstance(action, Resubmit):  # same ref: the broker cannot make it a second order
@@ -304,7 +307,7 @@ class TradingCycle:
     ) -> Account:
         brokerage_id = _linked(account)
         closings: list[tuple[str, int, bool]] = []
-        for execution in self._broker.executions(brokerage_id)[account.executions_booked :]:
+        for execution in self._broker.executions_since(brokerage_id, account.executions_booked):
             order = orders.get(execution.client_ref)
             if order is None:  # not ours to book: hold the line until a human sorts it out
                 report.problems.append(f"fill {execution.execution_id} has unknown ref {execution.client_ref}")
@@ -316,7 +319,7 @@ class TradingCycle:
             closings += _closing(order.sleeve, before, account.sleeve(order.sleeve), execution.instrument)
             report.booked_executions += 1
             report.fills.append((order.sleeve, execution))
-        for settlement in self._broker.settlements(brokerage_id)[account.settlements_booked :]:
+        for settlement in self._broker.settlements_since(brokerage_id, account.settlements_booked):
             try:
                 booked = book_settlement(account, settlement)
             except Conflict as err:

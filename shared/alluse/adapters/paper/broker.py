@@ -113,6 +113,13 @@ class _Account:
     executions: list[Execution] = field(default_factory=list)
     settlements: list[Settlement] = field(default_factory=list)
     transfers: set[str] = field(default_factory=set)  # refs of the cash transfers made
+    open: dict[str, _Order] = field(default_factory=dict)  # not final yet (finals pruned when next read)
+
+    def working(self) -> list[_Order]:
+        """The orders not final: a step's cost follows them, not the account's whole history."""
+        for order_id in [i for i, w in self.open.items() if w.order.status.is_final]:
+            del self.open[order_id]
+        return list(self.open.values())
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,8 @@ class PaperBroker:
         working = _Order(order)
         account.orders[order.broker_order_id] = working
         account.by_ref[request.client_ref] = order.broker_order_id
+        if not order.status.is_final:
+            account.open[order.broker_order_id] = working
         if refusal is not None:
             return order
         self._reserve(account, working)
@@ -218,6 +227,10 @@ class PaperBroker:
         self._catch_up()
         return [w.order for w in self._account(brokerage_id).orders.values()]
 
+    def open_orders(self, brokerage_id: str) -> list[BrokerOrder]:
+        self._catch_up()
+        return [w.order for w in self._account(brokerage_id).working()]
+
     def order_by_ref(self, brokerage_id: str, client_ref: str) -> BrokerOrder | None:
         self._catch_up()
         account = self._account(brokerage_id)
@@ -228,9 +241,17 @@ class PaperBroker:
         self._catch_up()
         return list(self._account(brokerage_id).executions)
 
+    def executions_since(self, brokerage_id: str, start: int) -> list[Execution]:
+        self._catch_up()
+        return self._account(brokerage_id).executions[start:]
+
     def settlements(self, brokerage_id: str) -> list[Settlement]:
         self._catch_up()
         return list(self._account(brokerage_id).settlements)
+
+    def settlements_since(self, brokerage_id: str, start: int) -> list[Settlement]:
+        self._catch_up()
+        return self._account(brokerage_id).settlements[start:]
 
     def step(self, brokerage_id: str | None = None) -> None:
         """Work the resting orders against the market as of now (one account, or all)."""
@@ -239,7 +260,7 @@ class PaperBroker:
             return
         accounts = [self._account(brokerage_id)] if brokerage_id else list(self._accounts.values())
         for account in accounts:
-            for working in list(account.orders.values()):
+            for working in account.working():
                 if not working.order.status.is_final:
                     self._match(account, working)
 
@@ -424,13 +445,13 @@ class PaperBroker:
 
     def _close_session(self, session: date, close: datetime) -> None:
         for account in self._accounts.values():
-            for working in account.orders.values():
+            for working in account.working():
                 if not working.order.status.is_final and working.order.request.time_in_force is TimeInForce.DAY:
                     self._finish(working, OrderStatus.CANCELLED, "DAY order not filled by the close")
             for instrument in sorted(account.positions, key=_sort_key):
                 if isinstance(instrument, OptionContract) and instrument.expiry <= session:
                     self._settle(account, instrument, session, close)
-            for working in account.orders.values():  # GTC orders on contracts that just expired
+            for working in account.working():  # GTC orders on contracts that just expired
                 instrument = working.order.request.instrument
                 expired = isinstance(instrument, OptionContract) and instrument.expiry <= session
                 if expired and not working.order.status.is_final:
@@ -510,7 +531,7 @@ def _reserved_cash(account: _Account) -> int:
         for i, q in account.positions.items()
         if isinstance(i, OptionContract) and i.right is OptionRight.PUT and q < 0
     )
-    return secured + sum(w.reserved_cents for w in account.orders.values())
+    return secured + sum(w.reserved_cents for w in account.working())
 
 
 def _free_shares(account: _Account, ticker: str) -> int:
@@ -520,16 +541,14 @@ def _free_shares(account: _Account, ticker: str) -> int:
         for i, q in account.positions.items()
         if isinstance(i, OptionContract) and i.underlying == ticker and i.right is OptionRight.CALL and q < 0
     )
-    working = sum(
-        w.reserved_shares for w in account.orders.values() if _underlying(w.order.request.instrument) == ticker
-    )
+    working = sum(w.reserved_shares for w in account.working() if _underlying(w.order.request.instrument) == ticker)
     return held - covering - working
 
 
 def _working_sells(account: _Account, instrument: Instrument) -> int:
     return sum(
         w.order.remaining
-        for w in account.orders.values()
+        for w in account.working()
         if w.order.request.instrument == instrument and w.order.request.side is Side.SELL
     )
 
