@@ -166,6 +166,19 @@ class _Carried:
     unsaved: _Unsaved
     # The watched positions of the sleeves and watches they were read from (same objects = still valid).
     protected: tuple[object, object, list[ProtectedPosition]] | None = None
+    stems: set[str] | None = None  # the intent stems of `orders`, built on first use
+
+    def known(self, ref: str) -> bool:
+        """Whether an order of this intent (any version) exists: a re-run never places an intent twice."""
+        if self.stems is None:
+            self.stems = {intent_stem(r) for r in self.orders}
+        return intent_stem(ref) in self.stems
+
+    def remember(self, orders: Iterable[ManagedOrder]) -> None:
+        for order in orders:
+            self.orders[order.intent_id] = order
+            if self.stems is not None:
+                self.stems.add(intent_stem(order.intent_id))
 
 
 class TradingCycle:
@@ -584,7 +597,7 @@ class TradingCycle:
         contract = position.contract
         purpose = ProtectivePurpose.ROLL_CLOSE if roll else ProtectivePurpose.CLOSE
         ref = self._protective_ref(state.account, position.sleeve, purpose, contract, report.at)
-        if any(intent_stem(known) == intent_stem(ref) for known in state.orders):
+        if state.known(ref):
             return None
         quote = chain.find(contract)
         if quote is None or quote.ask_cents <= 0:
@@ -724,7 +737,7 @@ class TradingCycle:
         ref = intent_id(
             account.account_id, budget.sleeve, _week_start(report.at), REINVEST_PURPOSE, budget.ticker, budget.kind
         )
-        if any(intent_stem(known) == intent_stem(ref) for known in state.orders):
+        if state.known(ref):
             return None, "placed before"
         quote = None
         adv: int | None = None
@@ -806,7 +819,7 @@ class TradingCycle:
         ref = intent_id(
             state.account.account_id, sleeve, week, ProtectivePurpose.LIQUIDATE.value, underlying, instrument.symbol
         )
-        if any(intent_stem(known) == intent_stem(ref) for known in state.orders):
+        if state.known(ref):
             return None
         if isinstance(instrument, OptionContract):
             quote = self._market.chain(underlying, report.at).find(instrument)
@@ -825,13 +838,13 @@ class TradingCycle:
 
     # --- 5. entries ---------------------------------------------------------------------------------
     def _enter(self, state: _Carried, report: StepReport) -> Account:
-        account, orders, cfg = state.account, state.orders, state.cfg
+        account, cfg = state.account, state.cfg
         report.week_mode = self._week_mode(report.at, cfg)
         shift = self._delta_shift(report.at, cfg)
         entries: list[tuple[EntryPlan, ManagedOrder]] = []
         for sleeve in TRADING_SLEEVES:
             for plan, option_chain in self._sleeve_plans(account, sleeve, shift, cfg, report):
-                order = self._approved_order(account, plan, option_chain, orders, cfg, report)
+                order = self._approved_order(account, plan, option_chain, state, cfg, report)
                 if order is not None:
                     entries.append((plan, order))
         if not entries:
@@ -850,7 +863,7 @@ class TradingCycle:
         for order in submitting:
             placed = self._broker.place_order(_linked(account), order.request)
             acknowledged.append(apply_broker_order(order, placed, report.at))
-        state.orders.update({o.intent_id: o for o in acknowledged})
+        state.remember(acknowledged)
         booked = report.booked_executions
         account = self._book(account, state.orders, state.cfg, report)  # marketable orders fill at once
         details: dict[str, object] = {"orders": [_order_details(o) for o in acknowledged]}
@@ -893,7 +906,7 @@ class TradingCycle:
         account: Account,
         plan: EntryPlan,
         chain: OptionChain,
-        orders: Mapping[str, ManagedOrder],
+        state: _Carried,
         cfg: AllUseConfig,
         report: StepReport,
     ) -> ManagedOrder | None:
@@ -901,7 +914,7 @@ class TradingCycle:
         ref = intent_id(
             account.account_id, plan.sleeve, _week_start(report.at), "OPEN", contract.underlying, contract.right.value
         )
-        if any(intent_stem(known) == intent_stem(ref) for known in orders):
+        if state.known(ref):
             return None  # this week's entry for this ticker exists already: a re-run never sells twice
         if plan.decision is not EntryDecision.PLACE:
             report.awaiting_human.append(plan)
