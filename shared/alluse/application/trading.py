@@ -167,18 +167,31 @@ class _Carried:
     # The watched positions of the sleeves and watches they were read from (same objects = still valid).
     protected: tuple[object, object, list[ProtectedPosition]] | None = None
     stems: set[str] | None = None  # the intent stems of `orders`, built on first use
+    live: set[str] | None = None  # ids of the orders not final, built on first use, kept by `update`
+
+    def live_orders(self) -> list[ManagedOrder]:
+        """The orders not final: a step's cost follows them, not the account's history."""
+        if self.live is None:
+            self.live = {r for r, o in self.orders.items() if not o.state.is_terminal}
+        return [self.orders[r] for r in self.live]
+
+    def update(self, orders: Iterable[ManagedOrder]) -> None:
+        """Record new or changed orders (every change of `orders` goes through here)."""
+        for order in orders:
+            self.orders[order.intent_id] = order
+            if self.stems is not None:
+                self.stems.add(intent_stem(order.intent_id))
+            if self.live is not None:
+                if order.state.is_terminal:
+                    self.live.discard(order.intent_id)
+                else:
+                    self.live.add(order.intent_id)
 
     def known(self, ref: str) -> bool:
         """Whether an order of this intent (any version) exists: a re-run never places an intent twice."""
         if self.stems is None:
             self.stems = {intent_stem(r) for r in self.orders}
         return intent_stem(ref) in self.stems
-
-    def remember(self, orders: Iterable[ManagedOrder]) -> None:
-        for order in orders:
-            self.orders[order.intent_id] = order
-            if self.stems is not None:
-                self.stems.add(intent_stem(order.intent_id))
 
 
 class TradingCycle:
@@ -235,7 +248,7 @@ class TradingCycle:
         return _Carried(account, orders, self._configuration.effective_for_known(account.account_id), _Unsaved())
 
     def _advance(self, state: _Carried, report: StepReport) -> None:
-        changed = self._reconcile(state.account, state.orders, state.cfg, report)
+        changed = self._reconcile(state, report)
         account = self._book(state.account, state.orders, state.cfg, report)
         events = self._booking_events(report)
         state.account = self._commit(account, changed.values(), events, state.unsaved, durable=False)
@@ -248,7 +261,7 @@ class TradingCycle:
                 self._reinvest(state, report)
                 state.account = self._enter(state, report)
             self._watch_new(state, report)
-        report.working = any(o.state.is_worked for o in state.orders.values())
+        report.working = any(o.state.is_worked for o in state.live_orders())
 
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
         """Store the judged week (mode guessed and confirmed, type code per sleeve) in the account's chain."""
@@ -278,14 +291,13 @@ class TradingCycle:
         self._alerts.raise_alert(alert, trading_day=self._calendar.is_session(now.astimezone(NEW_YORK).date()))
 
     # --- 1. reconcile ------------------------------------------------------------------------------
-    def _reconcile(
-        self, account: Account, orders: dict[str, ManagedOrder], cfg: AllUseConfig, report: StepReport
-    ) -> dict[str, ManagedOrder]:
+    def _reconcile(self, state: _Carried, report: StepReport) -> dict[str, ManagedOrder]:
+        account, orders, cfg = state.account, state.orders, state.cfg
         brokerage_id = _linked(account)
         # What can still change: local orders not final, the broker's open orders, and the broker's record
         # of each local order it no longer lists as open. A step's cost follows the live orders, not the
         # account's history; an order under an unknown ref is caught while it is open at the broker.
-        live = [o for o in orders.values() if not o.state.is_terminal]
+        live = state.live_orders()
         open_at_broker = self._broker.open_orders(brokerage_id)
         listed = {b.client_ref for b in open_at_broker}
         finished = [
@@ -311,7 +323,7 @@ class TradingCycle:
                     why = f"{action.intent_id}: {action.why}"
                 report.problems.append(why)
                 self._alert(account, AlertType.TECHNICAL_ALERT, Priority.HIGH, "order reconciliation", why, report.at)
-        orders.update(changed)
+        state.update(changed.values())
         return changed
 
     # --- 2. book fills and settlements --------------------------------------------------------------
@@ -380,7 +392,7 @@ class TradingCycle:
     # --- 3. work resting orders: reprice toward the touch, cancel at timeout (A8) -------------------------
     def _work_orders(self, state: _Carried, report: StepReport) -> None:
         rules, now = state.cfg.orders, report.at
-        resting = [o for o in state.orders.values() if o.state.is_worked and o.broker_order_id]
+        resting = [o for o in state.live_orders() if o.state.is_worked and o.broker_order_id]
         replacements: list[ManagedOrder] = []
         for order in resting:
             reinvesting = intent_purpose(order.intent_id) == REINVEST_PURPOSE
@@ -454,7 +466,7 @@ class TradingCycle:
         asked = transition(order, OrderState.CANCEL_REQUESTED, report.at, why)
         answer = self._broker.cancel_order(_linked(state.account), order.broker_order_id or "")
         adopted = apply_broker_order(asked, answer, report.at)
-        state.orders[adopted.intent_id] = adopted
+        state.update([adopted])
         event = AuditEvent("ORDER_CANCEL_REQUESTED", {"intent_id": order.intent_id, "why": why})
         state.account = self._commit(state.account, [adopted], [event], state.unsaved, durable=False)
         return adopted
@@ -863,7 +875,7 @@ class TradingCycle:
         for order in submitting:
             placed = self._broker.place_order(_linked(account), order.request)
             acknowledged.append(apply_broker_order(order, placed, report.at))
-        state.remember(acknowledged)
+        state.update(acknowledged)
         booked = report.booked_executions
         account = self._book(account, state.orders, state.cfg, report)  # marketable orders fill at once
         details: dict[str, object] = {"orders": [_order_details(o) for o in acknowledged]}
