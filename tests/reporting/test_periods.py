@@ -95,6 +95,21 @@ def test_a_forks_capital_is_not_new_money_for_the_fleet() -> None:
     assert run.start_equity_cents == PARENT.start_equity_cents
 
 
+def test_returns_reinvestment_atr_actions_and_mode_hits_per_period() -> None:
+    weekly = weeks("A4", [(101_000_00, 1_000_00, 0), (102_000_00, 1_000_00, 0)])
+    marked = (
+        replace(weekly[0], reinvested_cents=500_00, atr_actions=2, mode_guessed="GREEN", mode_confirmed="GREEN"),
+        replace(weekly[1], reinvested_cents=250_00, atr_actions=1, mode_guessed="RED", mode_confirmed="CHOP"),
+    )
+    run = AccountRun("A4", "A4", 100_000_00, marked)
+    [quarter] = periods.account_rows(run, "quarter", result([run]))
+    assert quarter.reinvested_cents == 750_00 and quarter.atr_actions == 3 and quarter.mode_hits == "1/2"
+    assert quarter.pre_tax_return_pct == "2.00"  # $2,000 on $100,000
+    assert quarter.post_tax_return_pct == "1.40"  # after 30 % estimated tax
+    [fleet] = periods.fleet_rows(result([run, run]), "quarter")
+    assert fleet.mode_hits == "2/4" and fleet.pre_tax_return_pct == "2.00"
+
+
 def test_csv_has_one_line_per_row_with_integer_cents() -> None:
     table = periods.rows(result([PARENT, OTHER]), "quarter")
     parsed = list(csv.DictReader(io.StringIO(periods.to_csv(table))))

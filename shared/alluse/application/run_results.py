@@ -28,6 +28,8 @@ class AccountWeek:
     week_types: dict[str, str]  # sleeve (GEN/REV/COM) -> week-type code (P-EW ... W-IDL)
     events: tuple[str, ...] = ()  # protocol events: denials, alerts, problems (short texts)
     predicted_types: dict[str, str] = field(default_factory=dict)  # sleeve -> type expected at entry
+    atr_actions: int = 0  # protective orders the ATR protocol (or a merge's liquidation) placed this week
+    reinvested_cents: int = 0  # quarterly reinvestment bought this week (filled value)
     short_term_gain_cents: int = 0  # FIFO lots realised this week, held ≤ tax.long_term_after_days (A12)
     long_term_gain_cents: int = 0
 

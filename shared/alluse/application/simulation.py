@@ -19,7 +19,14 @@ from datetime import date, datetime, timedelta
 from alluse.application.lifecycle import LifecycleWatchdog
 from alluse.application.market_ports import MarketData, TradingCalendar
 from alluse.application.run_results import AccountRun, AccountWeek
-from alluse.application.trading import TRADING_SLEEVES, StepReport, TradingCycle, index_week_mode, marks_at
+from alluse.application.trading import (
+    REINVEST_PURPOSE,
+    TRADING_SLEEVES,
+    StepReport,
+    TradingCycle,
+    index_week_mode,
+    marks_at,
+)
 from alluse.domain.accounts import Account
 from alluse.domain.brokerage import SettlementKind, Side
 from alluse.domain.config import AllUseConfig
@@ -73,6 +80,8 @@ class _Tally:
     closes: dict[str, int] = field(default_factory=dict)
     mode_guessed: WeekMode | None = None
     events: list[str] = field(default_factory=list)
+    atr_actions: int = 0  # protective orders placed (ATR closes and rolls, liquidation)
+    reinvested_cents: int = 0  # filled value of the quarter's reinvestment purchases
 
 
 class ProtocolRun:
@@ -257,6 +266,8 @@ class ProtocolRun:
             tally.mode_guessed = report.week_mode
         for sleeve, execution in report.fills:
             tally.trades += 1
+            if intent_purpose(execution.client_ref) == REINVEST_PURPOSE:
+                tally.reinvested_cents += execution.price_cents * execution.quantity * execution.instrument.multiplier
             if not isinstance(execution.instrument, OptionContract):
                 continue
             purpose = intent_purpose(execution.client_ref)
@@ -286,6 +297,7 @@ class ProtocolRun:
             (f"ATR {intent_purpose(o.intent_id)}", f"ATR order {o.request.side.value} {o.request.instrument.symbol}")
             for o in report.protective
         ]
+        tally.atr_actions += len(report.protective)
         if report.breaker is not None:
             happened.append((f"SAFE: {report.breaker.kind.value}", f"SAFE: {report.breaker.message}"))
         self.events.update(kind for kind, _ in happened)
@@ -329,6 +341,8 @@ class ProtocolRun:
             realized_cents=_total(end, "realized_cents") - _total(start, "realized_cents"),
             commission_cents=_total(end, "commission_cents") - _total(start, "commission_cents"),
             trades=tally.trades,
+            atr_actions=tally.atr_actions,
+            reinvested_cents=tally.reinvested_cents,
             short_term_gain_cents=_gains(end)[0] - _gains(start)[0],
             long_term_gain_cents=_gains(end)[1] - _gains(start)[1],
             mode_guessed=tally.mode_guessed.value if tally.mode_guessed else None,

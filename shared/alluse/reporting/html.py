@@ -77,8 +77,12 @@ _PERIOD_COLUMNS = (
     "Income",
     "Est. tax",
     "Post-tax",
+    "Return pre/post-tax",
     "Premium",
+    "Reinvested",
     "Trades",
+    "ATR actions",
+    "Mode hits",
     "Drawdown",
     "Forks",
     "Merges",
@@ -104,7 +108,9 @@ def _period_table(rows: Sequence[periods.PeriodRow]) -> str:
         f'<td class="num {_tone(r.income_cents)}">{_signed_dollars(r.income_cents)}</td>'
         f'<td class="num">{_dollars(r.estimated_tax_cents)}</td>'
         f'<td class="num {_tone(r.post_tax_income_cents)}">{_signed_dollars(r.post_tax_income_cents)}</td>'
-        f'<td class="num">{_dollars(r.premium_cents)}</td><td class="num">{r.trades:,}</td>'
+        f'<td class="num">{r.pre_tax_return_pct or DASH} % / {r.post_tax_return_pct or DASH} %</td>'
+        f'<td class="num">{_dollars(r.premium_cents)}</td><td class="num">{_dollars(r.reinvested_cents)}</td>'
+        f'<td class="num">{r.trades:,}</td><td class="num">{r.atr_actions:,}</td><td class="num">{r.mode_hits}</td>'
         f'<td class="num">{_dollars(r.max_drawdown_cents)}</td>'
         f'<td class="num">{r.forks}</td><td class="num">{r.merges}</td>'
         "</tr>"

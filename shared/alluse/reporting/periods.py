@@ -16,6 +16,7 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 from alluse.application.run_results import AccountRun, AccountWeek, RunResult
@@ -41,6 +42,11 @@ class PeriodRow:
     income_cents: int  # realised − commissions (pre-tax)
     estimated_tax_cents: int
     post_tax_income_cents: int
+    pre_tax_return_pct: str  # income / start equity, in %, two decimals
+    post_tax_return_pct: str
+    reinvested_cents: int  # quarterly reinvestment bought (income vs reinvestment)
+    atr_actions: int  # ATR closes and rolls placed
+    mode_hits: str  # "guessed right / judged" weeks
     trades: int
     winning_weeks: int
     max_drawdown_cents: int  # largest fall of week-end equity from its running peak inside the period
@@ -132,6 +138,11 @@ def _row(
         income_cents=income,
         estimated_tax_cents=tax,
         post_tax_income_cents=income - tax,
+        pre_tax_return_pct=_pct(income, weeks[0][0]),
+        post_tax_return_pct=_pct(income - tax, weeks[0][0]),
+        reinvested_cents=sum(w.reinvested_cents for _, w in weeks),
+        atr_actions=sum(w.atr_actions for _, w in weeks),
+        mode_hits=_hits([w for _, w in weeks]),
         trades=sum(w.trades for _, w in weeks),
         winning_weeks=sum(w.equity_cents > before for before, w in weeks),
         max_drawdown_cents=_drawdown([weeks[0][0], *(w.equity_cents for _, w in weeks)]),
@@ -151,6 +162,8 @@ def _drawdown(equities: Sequence[int]) -> int:
 
 def _total(key: str, parts: Sequence[PeriodRow], result: RunResult, period: Period) -> PeriodRow:
     income = sum(r.income_cents for r in parts)
+    start = sum(r.start_equity_cents for r in parts)
+    post_tax = sum(r.post_tax_income_cents for r in parts)
     codes: dict[str, int] = {}
     for row in parts:
         for item in filter(None, row.week_types.split(", ")):
@@ -162,14 +175,19 @@ def _total(key: str, parts: Sequence[PeriodRow], result: RunResult, period: Peri
         first_week=min(r.first_week for r in parts),
         last_week=max(r.last_week for r in parts),
         weeks=max(r.weeks for r in parts),
-        start_equity_cents=sum(r.start_equity_cents for r in parts),
+        start_equity_cents=start,
         end_equity_cents=sum(r.end_equity_cents for r in parts),
         premium_cents=sum(r.premium_cents for r in parts),
         realized_cents=sum(r.realized_cents for r in parts),
         commission_cents=sum(r.commission_cents for r in parts),
         income_cents=income,
         estimated_tax_cents=sum(r.estimated_tax_cents for r in parts),  # each account's own estimate
-        post_tax_income_cents=sum(r.post_tax_income_cents for r in parts),
+        post_tax_income_cents=post_tax,
+        pre_tax_return_pct=_pct(income, start),
+        post_tax_return_pct=_pct(post_tax, start),
+        reinvested_cents=sum(r.reinvested_cents for r in parts),
+        atr_actions=sum(r.atr_actions for r in parts),
+        mode_hits=_sum_hits(r.mode_hits for r in parts),
         trades=sum(r.trades for r in parts),
         winning_weeks=sum(r.winning_weeks for r in parts),
         max_drawdown_cents=max(r.max_drawdown_cents for r in parts),  # the worst account's
@@ -181,3 +199,20 @@ def _total(key: str, parts: Sequence[PeriodRow], result: RunResult, period: Peri
 
 def _count(events: Sequence[tuple[str, str, int, date]], key: str, period: Period) -> int:
     return sum(period_of(day, period) == key for *_, day in events)
+
+
+def _pct(part_cents: int, whole_cents: int) -> str:
+    """part / whole in %, half-even to two decimals (exact: Decimal of integer cents)."""
+    if whole_cents <= 0:
+        return ""
+    return str((Decimal(part_cents) * 100 / Decimal(whole_cents)).quantize(Decimal("0.01"), ROUND_HALF_EVEN))
+
+
+def _hits(weeks: Sequence[AccountWeek]) -> str:
+    judged = [w for w in weeks if w.mode_guessed and w.mode_confirmed]
+    return f"{sum(w.mode_guessed == w.mode_confirmed for w in judged)}/{len(judged)}"
+
+
+def _sum_hits(parts: Iterable[str]) -> str:
+    pairs = [tuple(int(x) for x in p.split("/")) for p in parts]
+    return f"{sum(p[0] for p in pairs)}/{sum(p[1] for p in pairs)}"
