@@ -25,6 +25,7 @@ from alluse.application.trading import StepReport, TradingCycle
 from alluse.domain.errors import MarketDataGap, ValidationFailed
 from alluse.domain.market import NEW_YORK
 from alluse.domain.week import WeekType
+from alluse.reporting import periods
 from tests.conftest import new_account
 
 PLACE = {"hitl": {"premium_floor_policy": "place"}}  # the default "ask" places nothing below the floor
@@ -156,6 +157,36 @@ def test_the_judged_week_is_recorded_in_the_audit_chain(store: DynamoAccountStor
     assert all(s["mode_guessed"] == week.mode_guessed for s in sleeves)
     assert AuditService(store).verify(account.account_id).ok
     assert store.get(account.account_id).audit_head.seq == closed[0].seq  # the week is the chain's last link
+
+
+def test_report_totals_equal_the_ledgers(store: DynamoAccountStore, tmp_path: Path) -> None:
+    """Every report's money comes from the sleeves' books: over two weeks, the weekly, monthly and
+    quarterly rows add up to the stored account's realised P&L less commissions, and the lot gains
+    the rows tax are the tax ledger's."""
+    monday = DEFAULT_FIRST_MONDAY
+    clock = SimulatedClock(datetime.combine(monday - timedelta(days=3), time(9), NEW_YORK))
+    market = SimulatedMarket.generated(monday - timedelta(days=200), monday + timedelta(days=28), clock, seed=7)
+    configuration = ConfigurationService(store, clock)
+    configuration.change(ConfigChange(PLACE, author="t", reason="place below the floor"))
+    cfg = configuration.effective()
+    account = AccountService(store, clock).create(new_account(brokerage_id="DU7654321"), actor="t")
+    broker = PaperBroker(market, market.calendar, clock, PaperBrokerSettings.from_config(cfg))
+    broker.open_account(account.brokerage_id or "", account.cash_cents)
+    desk = AlertDesk(FileNotifier(tmp_path / "alerts.jsonl", log=False), cfg.alerts)
+    cycle = TradingCycle(store, broker, market, market.calendar, clock, desk, carry_state=True)
+    run = ProtocolRun(cycle, market, market.calendar, clock.advance_to, cfg, step_broker=broker.step)
+    [account_run] = run.run([account], monday, 2)
+    result = RunResult(seed=7, weeks=2, accounts=(account_run,))
+    cycle.release([account.account_id])  # what the run carried is written: the store is the ledger
+    books = store.get(account.account_id)
+    realised = sum(b.realized_cents - b.commission_cents for b in books.sleeves.values())
+    assert account_run.trades > 0 and realised != 0
+    for period in periods.PERIODS:
+        rows = periods.account_rows(account_run, period, result)
+        assert sum(r.income_cents for r in rows) == realised
+        assert sum(r.trades for r in rows) == account_run.trades
+    gains = sum(w.short_term_gain_cents + w.long_term_gain_cents for w in account_run.weeks)
+    assert gains == sum(short + long for short, long in books.tax_gains_cents.values())
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from alluse.domain.config import TaxConfig
+from alluse.domain.tax import estimate_from_gains
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,15 @@ class RunResult:
             for week in account.weeks:
                 totals[week.week_start] = totals.get(week.week_start, 0) + week.equity_cents
         return sorted(totals.items())
+
+    def estimated_tax_cents(self) -> int:
+        """Each account's estimate on its run's FIFO lot gains by term (A12; estimates, not advice)."""
+        return sum(
+            estimate_from_gains(
+                sum(w.short_term_gain_cents for w in a.weeks), sum(w.long_term_gain_cents for w in a.weeks), self.tax
+            ).tax_cents
+            for a in self.accounts
+        )
 
     def type_hits(self) -> tuple[int, int]:
         """(sleeve-weeks whose type at entry matched the type at close, sleeve-weeks with both)."""

@@ -225,11 +225,13 @@ def run_summary_table(result: RunResult) -> Table:
     start, end = result.start_equity_cents, result.end_equity_cents
     hits, judged = result.mode_hits()
     type_hits, typed = result.type_hits()
+    tax = result.estimated_tax_cents()
     rows = [
         ("Start equity", _money(start)),
         ("End equity", _money(end)),
         ("Change", f"{_money(end - start)} ({_pct((end - start) / start if start else None)})"),
         ("Income (realised − commissions)", _money(result.income_cents)),
+        ("Estimated tax / income after it", f"{_money(tax)} / {_money(result.income_cents - tax)}"),
         ("Premium collected", _money(result.premium_cents)),
         ("Trades (fills)", f"{result.trades:,}"),
         ("Winning account-weeks", _pct(result.win_rate)),

@@ -215,6 +215,7 @@ def _aggregates(result: RunResult) -> str:
     hits, judged = result.mode_hits()
     accuracy = f"{hits}/{judged} ({hits / judged * 100:.1f} %)" if judged else f"0/0 ({DASH})"
     type_hits, typed = result.type_hits()
+    tax = result.estimated_tax_cents()
     type_accuracy = f"{type_hits}/{typed} ({type_hits / typed * 100:.1f} %)" if typed else f"0/0 ({DASH})"
     rows = (
         ("Start equity", _dollars(result.start_equity_cents), ""),
@@ -222,6 +223,8 @@ def _aggregates(result: RunResult) -> str:
         ("Change", _signed_dollars(change), _tone(change)),
         ("Change %", _change_percent(result.start_equity_cents, result.end_equity_cents), _tone(change)),
         ("Income", _dollars(result.income_cents), _tone(result.income_cents)),
+        ("Estimated tax", _dollars(tax), ""),
+        ("Income after estimated tax", _signed_dollars(result.income_cents - tax), _tone(result.income_cents - tax)),
         ("Premium", _dollars(premium), ""),
         ("Realized", _signed_dollars(realized), _tone(realized)),
         ("Commissions", _dollars(commissions), ""),
