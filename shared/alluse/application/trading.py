@@ -3,21 +3,27 @@
 A step, at the clock's "now":
 1. reconcile the account's orders with its broker by ref (adopt fills, resubmit an in-flight order the
    broker never received under the same ref, report orphans) — an unknown outcome is never a reject;
-2. book the broker's new fills and expiry settlements into the sleeves that own them;
-3. plan each sleeve's entries (strategies, week-mode delta shift), pass each through the risk engine,
-   save it as SUBMITTING, then place it: a crash after saving is recovered by step 1 of the next run,
-   and the deterministic intent id means the broker never holds two orders for one intent.
-
-While the market is open, before entries, the step also protects (`_protect`): it scans every short
-option against the ATR protocol (A5), records and alerts each level change with its action plan, places
-the automatic L2 roll-or-close and L3 close, pauses a sleeve after an L3, and trips the circuit breakers
-that put an account in SAFE (A6). The state this needs between scans is the account's `ProtocolState`.
+2. book the broker's new fills and expiry settlements into the sleeves that own them, and into the
+   FIFO tax lots (A12); a position closed to flat is one closed trade for the breakers;
+while the market is open:
+3. work resting orders (A8): reprice toward the touch after the delay, cancel at the timeout (an exit
+   that times out is chased at the touch);
+4. protect (A5, A6): scan every short option against the ATR protocol, record and alert each level
+   change with its action plan, place the automatic L2 roll-or-close and L3 close, pause a sleeve after
+   an L3, then trip the circuit breakers that put an account in SAFE. The state this needs between scans
+   is the account's `ProtocolState`;
+5. a merging account liquidates (A10); otherwise, on the first session of a quarter, Rev and Com
+   reinvest (A11), then each sleeve's entries are planned (strategies, week-mode delta shift) and pass
+   the risk engine. Every order is saved as SUBMITTING, then placed: a crash after saving is recovered
+   by step 1 of the next run, and the deterministic intent id means the broker never holds two orders
+   for one intent.
 
 Accounts never wait on each other: a fleet runs this per account (see `run_fleet_step`).
 With `carry_state`, a cycle keeps each account's record, orders and configuration between its steps
-(one run = one cycle) and writes behind: only SUBMITTING and the week's record are written at once (see
-`_Unsaved`). Any error drops what was carried and the next step reads afresh. Configuration changes then
-take effect at the next run.
+(one run = one cycle) and writes behind: only SUBMITTING, the week's record and a few protocol facts (an
+L3 pause, SAFE) are written at once (see `_Unsaved`). Any error drops what was carried and the next step
+reads afresh; `release` hands accounts to another use case (the lifecycle watchdog). Configuration
+changes then take effect at the next run.
 """
 
 from __future__ import annotations
