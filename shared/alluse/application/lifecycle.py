@@ -101,6 +101,10 @@ class LifecycleWatchdog:
                     self._merge(accounts, account, report)
             except AllUseError as err:  # one saga waiting must not stop the others
                 report.waiting.append(f"{account_id}: {err}")
+            except Exception as err:  # nor one saga's bug: it is told, and retried at the next run
+                why = f"unexpected {type(err).__name__}: {err}"
+                report.waiting.append(f"{account_id}: {why}")
+                self._alert(account_id, "lifecycle saga failed", why, priority=Priority.HIGH)
         return report
 
     # --- decisions ---------------------------------------------------------------------------------
@@ -259,11 +263,9 @@ class LifecycleWatchdog:
             )
         return self._store.commit_together(changes)
 
-    def _alert(self, account_id: str, title: str, body: str) -> None:
+    def _alert(self, account_id: str, title: str, body: str, *, priority: Priority = Priority.MEDIUM) -> None:
         now = self._now()
-        alert = Alert(
-            AlertType.ACCOUNT_MANAGEMENT, Priority.MEDIUM, account_id, title, body, (), f"{account_id}:{title}", now
-        )
+        alert = Alert(AlertType.ACCOUNT_MANAGEMENT, priority, account_id, title, body, (), f"{account_id}:{title}", now)
         self._alerts.raise_alert(alert, trading_day=self._calendar.is_session(now.astimezone(NEW_YORK).date()))
 
     def _now(self) -> datetime:

@@ -182,7 +182,11 @@ class ProtocolRun:
         if not involved:
             return []
         self._cycle.release(involved)
-        report = self._watchdog.run(evaluate=evaluate)
+        try:
+            report = self._watchdog.run(evaluate=evaluate)
+        except Exception as err:  # the store listing failed, say: trading goes on, the sagas wait
+            self.events[f"lifecycle watchdog failed: {type(err).__name__}"] += 1
+            return []
         self.events["fork"] += len(report.forks)
         self.events["fork funded"] += len(report.funded)
         self.events["merge started"] += len(report.merges_started)
