@@ -18,6 +18,7 @@ from alluse.domain.instruments import Equity, Instrument, OptionContract, Option
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.tax import (
     CloseReason,
+    PendingLoss,
     TaxableEvent,
     TaxLedger,
     TaxLot,
@@ -438,3 +439,274 @@ def test_bad_stored_ledgers_are_refused_naming_the_field(change: object, field: 
     with pytest.raises(ValidationFailed) as raised:
         TaxLedger.from_jsonable(stored)
     assert raised.value.field == field
+
+
+# --- wash sales (shares only) ---------------------------------------------------------------------------
+
+
+def sell(
+    ledger: TaxLedger, quantity: int, price: int, on: date, *, commission: int = 0, sleeve: SleeveKind = GEN
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    return fill(ledger, STOCK, Side.SELL, quantity, price, on, commission=commission, sleeve=sleeve)
+
+
+def test_a_repurchase_after_a_loss_sale_washes_it_with_a_correcting_event() -> None:
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0)  # cost 100,000
+    ledger, (loss,) = sell(ledger, 10, 9_000, D0 + timedelta(days=5))  # proceeds 90,000
+    assert (loss.gain_cents, loss.wash_disallowed_cents) == (-10_000, 0)  # no replacement yet
+    assert ledger.pending_losses == (PendingLoss(GEN, STOCK, D0, D0 + timedelta(days=5), Term.SHORT, 10, 10_000),)
+
+    ledger, (adjusted,) = fill(ledger, STOCK, Side.BUY, 10, 9_500, D0 + timedelta(days=35))  # day 30 after
+    assert adjusted.reason is CloseReason.WASH_ADJUSTED
+    assert (adjusted.quantity, adjusted.opened_on, adjusted.closed_on, adjusted.term) == (
+        10,
+        D0,
+        D0 + timedelta(days=5),
+        Term.SHORT,
+    )  # dated as the loss, so it nets in the loss's period
+    assert (adjusted.proceeds_cents, adjusted.cost_cents, adjusted.gain_cents) == (0, 0, 10_000)
+    # the loss moves into the replacement's basis; it keeps its own date (no holding-period tacking)
+    assert ledger.lots_of(GEN, STOCK) == (TaxLot(10, D0 + timedelta(days=35), 95_000 + 10_000, 10_000),)
+    assert ledger.pending_losses == ()
+    assert loss.gain_cents + adjusted.gain_cents == 0
+
+
+def test_shares_bought_before_the_loss_sale_and_still_open_wash_it() -> None:
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0)
+    ledger = buy(ledger, STOCK, 10, 9_500, D0 + timedelta(days=10))
+    ledger, (event,) = sell(ledger, 10, 9_000, D0 + timedelta(days=40))  # FIFO sells D0's lot, 30 days later
+    assert (event.proceeds_cents, event.cost_cents, event.wash_disallowed_cents) == (90_000, 100_000, 10_000)
+    assert event.gain_cents == 0
+    assert ledger.lots_of(GEN, STOCK) == (TaxLot(10, D0 + timedelta(days=10), 105_000, 10_000),)
+    assert ledger.pending_losses == ()
+
+
+def test_fewer_replacement_shares_wash_only_their_share_of_the_loss_in_exact_cents() -> None:
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0)
+    ledger = buy(ledger, STOCK, 4, 9_500, D0 + timedelta(days=1))
+    ledger, (event,) = sell(ledger, 10, 9_000, D0 + timedelta(days=2), commission=1)  # loss 10,001
+    assert event.wash_disallowed_cents == 10_001 * 4 // 10 == 4_000
+    assert event.gain_cents == -6_001
+    assert ledger.lots_of(GEN, STOCK) == (TaxLot(4, D0 + timedelta(days=1), 38_000 + 4_000, 4_000),)
+    assert ledger.pending_losses == (PendingLoss(GEN, STOCK, D0, D0 + timedelta(days=2), Term.SHORT, 6, 6_001),)
+
+    # then one share, then one, then five (only four still to wash): floor each, the rest to the last
+    washed = []
+    for day, quantity in ((3, 1), (4, 1), (5, 5)):
+        ledger, (adjusted,) = fill(ledger, STOCK, Side.BUY, quantity, 9_500, D0 + timedelta(days=day))
+        washed.append(adjusted.wash_disallowed_cents)
+    assert washed == [6_001 // 6, 5_001 * 1 // 5, 4_001 * 4 // 4] == [1_000, 1_000, 4_001]
+    assert event.wash_disallowed_cents + sum(washed) == 10_001  # not a cent lost
+    assert ledger.lots_of(GEN, STOCK)[-2:] == (
+        TaxLot(4, D0 + timedelta(days=5), 38_000 + 4_001, 4_001),
+        TaxLot(1, D0 + timedelta(days=5), 9_500),  # the fifth share replaced nothing: free for a later wash
+    )
+    assert ledger.pending_losses == ()
+
+
+@pytest.mark.parametrize(("days", "washed"), [(30, 10_000), (31, 0)])
+def test_the_window_is_the_configured_days_before_or_after(days: int, washed: int) -> None:
+    after = buy(TaxLedger(), STOCK, 10, 10_000, D0)
+    after, _ = sell(after, 10, 9_000, D0 + timedelta(days=1))
+    after, events = fill(after, STOCK, Side.BUY, 10, 9_500, D0 + timedelta(days=1 + days))
+    assert sum(e.wash_disallowed_cents for e in events) == washed
+    assert after.pending_losses == ()  # washed, or pruned as the window ended
+
+    before = buy(TaxLedger(), STOCK, 10, 10_000, D0)
+    before = buy(before, STOCK, 10, 9_500, D0 + timedelta(days=1))
+    before, (event,) = sell(before, 10, 9_000, D0 + timedelta(days=1 + days))
+    assert event.wash_disallowed_cents == washed
+
+
+def test_a_gain_sale_is_never_a_wash() -> None:
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0)
+    ledger = buy(ledger, STOCK, 10, 9_500, D0 + timedelta(days=1))
+    ledger, (event,) = sell(ledger, 10, 11_000, D0 + timedelta(days=2))
+    assert (event.gain_cents, event.wash_disallowed_cents) == (10_000, 0)
+    assert ledger.lots_of(GEN, STOCK) == (TaxLot(10, D0 + timedelta(days=1), 95_000),)
+    assert ledger.pending_losses == ()
+
+
+def test_zero_wash_sale_days_turns_the_rule_off() -> None:
+    cfg = TaxConfig(wash_sale_days=0)
+    ledger, _ = apply_fill(TaxLedger(), GEN, STOCK, Side.BUY, 10, 10_000, 0, D0, cfg=cfg)
+    ledger, _ = apply_fill(ledger, GEN, STOCK, Side.BUY, 10, 9_500, 0, D0, cfg=cfg)
+    ledger, (event,) = apply_fill(ledger, GEN, STOCK, Side.SELL, 10, 9_000, 0, D0, cfg=cfg)
+    assert (event.gain_cents, event.wash_disallowed_cents) == (-10_000, 0)
+    ledger, events = apply_fill(ledger, GEN, STOCK, Side.BUY, 10, 9_500, 0, D0, cfg=cfg)
+    assert events == []
+    assert ledger.pending_losses == ()
+    assert all(lot.washed_cents is None for lot in ledger.lots_of(GEN, STOCK))
+
+
+def test_wash_sale_days_are_validated() -> None:
+    assert TaxConfig().wash_sale_days == 30
+    with pytest.raises(ValueError, match="wash_sale_days"):
+        TaxConfig(wash_sale_days=-1)
+    with pytest.raises(ValueError, match="wash_sale_days"):
+        TaxConfig(wash_sale_days=367)
+
+
+def test_one_replacement_lot_absorbs_only_one_wash() -> None:
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0, sleeve=GEN)
+    ledger = buy(ledger, STOCK, 10, 10_000, D0, sleeve=REV)
+    ledger = buy(ledger, STOCK, 10, 9_500, D0 + timedelta(days=40), sleeve=COM)  # the one replacement
+    ledger, (first,) = sell(ledger, 10, 9_000, D0 + timedelta(days=45), sleeve=GEN)  # REV's D0 lot: too old
+    ledger, (second,) = sell(ledger, 10, 9_000, D0 + timedelta(days=46), sleeve=REV)
+    assert (first.wash_disallowed_cents, second.wash_disallowed_cents) == (10_000, 0)
+    assert ledger.lots_of(COM, STOCK) == (TaxLot(10, D0 + timedelta(days=40), 105_000, 10_000),)
+    assert ledger.pending_losses == (PendingLoss(REV, STOCK, D0, D0 + timedelta(days=46), Term.SHORT, 10, 10_000),)
+
+    # pending losses, too, are washed once: two losses, each takes its own purchase
+    ledger = buy(TaxLedger(), STOCK, 20, 10_000, D0)
+    ledger, _ = sell(ledger, 10, 9_000, D0 + timedelta(days=40))
+    ledger, _ = sell(ledger, 10, 8_000, D0 + timedelta(days=41))
+    ledger, (adjusted,) = fill(ledger, STOCK, Side.BUY, 10, 9_500, D0 + timedelta(days=45))
+    assert (adjusted.closed_on, adjusted.gain_cents) == (D0 + timedelta(days=40), 10_000)
+    ledger, (adjusted,) = fill(ledger, STOCK, Side.BUY, 10, 9_500, D0 + timedelta(days=46))
+    assert (adjusted.closed_on, adjusted.gain_cents) == (D0 + timedelta(days=41), 20_000)
+    assert ledger.pending_losses == ()
+
+
+def test_sleeves_share_the_rule_the_account_owner_is_the_taxpayer() -> None:
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0, sleeve=REV)
+    ledger = buy(ledger, STOCK, 10, 9_500, D0 + timedelta(days=5), sleeve=COM)
+    ledger, (event,) = sell(ledger, 10, 9_000, D0 + timedelta(days=10), sleeve=REV)
+    assert (event.sleeve, event.gain_cents, event.wash_disallowed_cents) == (REV, 0, 10_000)
+    assert ledger.lots_of(COM, STOCK) == (TaxLot(10, D0 + timedelta(days=5), 105_000, 10_000),)
+
+    # and a purchase in another sleeve after the loss washes it: the correction is the loss's sleeve's
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0, sleeve=REV)
+    ledger, _ = sell(ledger, 10, 9_000, D0 + timedelta(days=10), sleeve=REV)
+    ledger, (adjusted,) = fill(ledger, STOCK, Side.BUY, 10, 9_500, D0 + timedelta(days=12), sleeve=COM)
+    assert (adjusted.sleeve, adjusted.gain_cents) == (REV, 10_000)
+    assert ledger.lots_of(COM, STOCK) == (TaxLot(10, D0 + timedelta(days=12), 105_000, 10_000),)
+
+
+def test_options_never_wash_nor_replace() -> None:
+    ledger = buy(TaxLedger(), LEAPS, 1, 6_000, D0)
+    ledger = buy(ledger, LEAPS, 1, 5_000, D0 + timedelta(days=1))
+    ledger, (event,) = fill(ledger, LEAPS, Side.SELL, 1, 4_000, D0 + timedelta(days=2))
+    assert (event.gain_cents, event.wash_disallowed_cents) == (-200_000, 0)
+    ledger = buy(ledger, STOCK, 10, 10_000, D0)
+    ledger = buy(ledger, LEAPS, 1, 5_000, D0 + timedelta(days=3))  # an option is no replacement share
+    ledger, (loss,) = sell(ledger, 10, 9_000, D0 + timedelta(days=3))
+    assert loss.wash_disallowed_cents == 0
+    assert ledger.lots_of(GEN, LEAPS)[-1].washed_cents is None
+
+
+def test_shares_received_at_an_assignment_wash_an_earlier_loss() -> None:
+    ledger = buy(TaxLedger(), STOCK, 100, 25_000, D0)
+    ledger, _ = sell(ledger, 100, 24_500, D0 + timedelta(days=1))  # loss 50,000
+    ledger, _ = fill(ledger, PUT_240, Side.SELL, 1, 300, D0 + timedelta(days=1))
+    ledger, (adjusted,) = apply_assignment(ledger, GEN, PUT_240, 1, PUT_240.expiry, cfg=CFG)
+    assert adjusted.gain_cents == 50_000
+    assert ledger.lots_of(GEN, STOCK) == (TaxLot(100, PUT_240.expiry, 2_400_000 - 30_000 + 50_000, 50_000),)
+
+
+def _washed_ledger() -> TaxLedger:
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0)
+    ledger = buy(ledger, STOCK, 4, 9_500, D0 + timedelta(days=1))
+    ledger, _ = sell(ledger, 10, 9_000, D0 + timedelta(days=2), commission=1)
+    return buy(ledger, LEAPS, 2, 6_000, D0, sleeve=COM)
+
+
+def test_the_wash_sale_state_round_trips_through_json() -> None:
+    ledger = _washed_ledger()
+    assert ledger.pending_losses and ledger.lots_of(GEN, STOCK)[0].washed_cents == 4_000
+    stored = json.loads(json.dumps(ledger.to_jsonable()))
+    assert TaxLedger.from_jsonable(stored) == ledger
+    assert stored["pending_losses"] == [
+        {
+            "sleeve": "GEN",
+            "instrument": "TSLA",
+            "opened_on": "2026-01-05",
+            "sold_on": "2026-01-07",
+            "term": "SHORT",
+            "quantity": 6,
+            "loss_cents": 6_001,
+        }
+    ]
+    scalars = [v for row in stored["lots"] + stored["pending_losses"] for v in row.values()]
+    assert all(isinstance(v, int | str) and not isinstance(v, bool) for v in scalars)
+    # a ledger stored before wash sales (no pending losses, no washed_cents) still reads
+    old = json.loads(json.dumps(_mixed_ledger().to_jsonable()))
+    del old["pending_losses"]
+    assert TaxLedger.from_jsonable(old) == _mixed_ledger()
+
+
+def test_wash_events_round_trip_through_json_and_old_events_read_as_unwashed() -> None:
+    ledger = buy(TaxLedger(), STOCK, 10, 10_000, D0)
+    ledger, (loss,) = sell(ledger, 10, 9_000, D0 + timedelta(days=1))
+    _, (adjusted,) = fill(ledger, STOCK, Side.BUY, 3, 9_500, D0 + timedelta(days=2))
+    stored = json.loads(json.dumps([loss.to_jsonable(), adjusted.to_jsonable()]))
+    assert [TaxableEvent.from_jsonable(row) for row in stored] == [loss, adjusted]
+    assert stored[1]["wash_disallowed_cents"] == stored[1]["gain_cents"] == 3_000
+    old = dict(stored[0])
+    del old["wash_disallowed_cents"]
+    assert TaxableEvent.from_jsonable(old) == loss
+    with pytest.raises(ValidationFailed) as raised:
+        TaxableEvent.from_jsonable({**stored[1], "gain_cents": 0})
+    assert raised.value.field == "gain_cents"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d.update(pending_losses="none"), "pending_losses"),
+        (lambda d: d["pending_losses"][0].update(quantity=0), "pending_losses[0].quantity"),
+        (lambda d: d["pending_losses"][0].update(loss_cents=-5), "pending_losses[0].loss_cents"),
+        (lambda d: d["pending_losses"][0].update(instrument=LEAPS.symbol), "pending_losses[0].instrument"),
+        (lambda d: d["pending_losses"][0].update(sold_on="soon"), "pending_losses[0].sold_on"),
+        (lambda d: d["lots"][1].update(washed_cents=-1), "lots[1].washed_cents"),
+        (lambda d: d["lots"][0].update(washed_cents=0), "lots"),  # an option lot is never a replacement
+    ],
+)
+def test_bad_stored_wash_sale_state_is_refused_naming_the_field(change: object, field: str) -> None:
+    stored = json.loads(json.dumps(_washed_ledger().to_jsonable()))
+    assert stored["lots"][0]["instrument"] == LEAPS.symbol
+    change(stored)  # type: ignore[operator]
+    with pytest.raises(ValidationFailed) as raised:
+        TaxLedger.from_jsonable(stored)
+    assert raised.value.field == field
+
+
+_share_step = st.tuples(
+    st.sampled_from([GEN, REV, COM]),
+    st.integers(min_value=-40, max_value=40).filter(bool),  # signed shares wanted (a sale is cut to what is held)
+    st.integers(min_value=1, max_value=50_000),  # price per share, cents
+    st.integers(min_value=0, max_value=999),  # commission
+    st.integers(min_value=0, max_value=45),  # days since the previous fill: in and out of the window
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(_share_step, min_size=1, max_size=30), mark=st.integers(min_value=0, max_value=60_000))
+def test_wash_sales_conserve_money_the_disallowed_losses_live_in_the_basis(
+    steps: list[tuple[SleeveKind, int, int, int, int]], mark: int
+) -> None:
+    ledger, events, cash, on, traded_on = TaxLedger(), [], 0, D0, D0
+    for sleeve, wanted, price, commission, gap in steps:
+        on += timedelta(days=gap)
+        quantity = wanted if wanted > 0 else min(-wanted, ledger.open_quantity(sleeve, STOCK))
+        if quantity == 0:
+            continue
+        side = Side.BUY if wanted > 0 else Side.SELL
+        ledger, realised = fill(ledger, STOCK, side, quantity, price, on, commission=commission, sleeve=sleeve)
+        events += realised
+        traded_on = on
+        cash += (-1 if side is Side.BUY else 1) * price * quantity - commission
+
+    lots = [lot for (_, instrument), held in ledger.lots.items() if instrument == STOCK for lot in held]
+    realised_total = sum(e.gain_cents for e in events)
+    mark_value = sum(lot.quantity for lot in lots) * mark
+    assert realised_total + unrealized_cents(ledger, {STOCK: mark}) == cash + mark_value
+    # realised = (proceeds − cost paid) + the disallowed losses still deferred in the open lots
+    cost_paid_open = sum(lot.basis_cents - (lot.washed_cents or 0) for lot in lots)
+    assert realised_total == cash + cost_paid_open + sum(lot.washed_cents or 0 for lot in lots)
+    assert all(lot.basis_cents >= 0 and 0 <= (lot.washed_cents or 0) <= lot.basis_cents for lot in lots)
+    assert all(e.wash_disallowed_cents >= 0 for e in events)
+    assert all(e.gain_cents <= 0 for e in events if e.wash_disallowed_cents and e.reason is CloseReason.TRADED)
+    assert all(
+        p.quantity > 0 and p.loss_cents > 0 and (traded_on - p.sold_on).days <= 30 for p in ledger.pending_losses
+    )

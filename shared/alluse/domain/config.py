@@ -956,6 +956,13 @@ class TaxConfig(_Section):
     reserve_pct: Decimal = Field(
         default=_d("0.30"), ge=0, le=1, description="Share of realized gains reserved for tax (TAA: 30 %)."
     )
+    wash_sale_days: int = Field(
+        default=30,
+        ge=0,
+        le=366,
+        description="A share sale at a loss is a wash sale when shares of the ticker are bought this many calendar"
+        " days before or after it (0 turns the rule off).",
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -35,13 +35,32 @@ Decisions:
   long-term rate + dividends × dividend rate, rounded once, half-even, to the cent.
 - Dividends are not lots: the ledger does not track them; the caller passes a period's dividends (all
   taxed at `TaxConfig.dividend_rate`, which capital losses do not offset).
-- Wash sales: not implemented (the spec leaves their scope TBD). A loss is realised as it happens.
+- Wash sales (shares only: `Equity` lots; options — their premiums, expiries and option trades — are out of
+  scope and never wash nor replace). The rule works across the whole account (the taxpayer is its owner), so
+  a sleeve's shares replace another sleeve's loss. A share sale at a loss (a fill, or shares delivered at an
+  assignment) is a wash sale to the extent that shares of the ticker are bought (a fill, or shares received
+  at an assignment) within `TaxConfig.wash_sale_days` calendar days before or after it (0: no wash sales).
+  Shares bought before the sale count only while still open after it (the shares sold are never their own
+  replacement). Replacement shares are taken oldest lot first across sleeves; each takes one wash only (the
+  lot is split and the replacement piece records `washed_cents`, the loss it took, even 0).
+  With r replacement shares for q shares sold at a loss L, floor(L × r / q) is disallowed (as `_split`
+  does) and the rest stays allowed; no cent is lost. The disallowed loss is not realised
+  (`TaxableEvent.wash_disallowed_cents` adds it back to the gain) and is added to the replacement shares'
+  basis (spread as one amount over lots). The replacement lot keeps its own acquisition date: no holding-
+  period tacking.
+  A loss not (fully) washed at the sale is remembered in `TaxLedger.pending_losses` (the shares and the loss
+  still un-washed) until the window ends (pruned as the ticker trades). A later purchase within the window
+  washes it: as the loss event was already returned, the purchase returns a correcting event, reason
+  `WASH_ADJUSTED`, proceeds = cost = 0 and `wash_disallowed_cents` = the loss now disallowed (so its gain is
+  +disallowed), dated like the loss (opened_on, closed_on, term of the sold lot), so it nets in the loss's tax
+  period. Over all events, realised = (proceeds − cost) + the disallowed losses still deferred in open lots'
+  basis. The account's share trades of a ticker come in date order, across sleeves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
@@ -56,6 +75,7 @@ from alluse.domain.sleeves import SleeveKind
 
 __all__ = [
     "CloseReason",
+    "PendingLoss",
     "TaxEstimate",
     "TaxLedger",
     "TaxLot",
@@ -83,6 +103,7 @@ class CloseReason(StrEnum):
     TRADED = "TRADED"  # a closing fill: a long lot sold or a short lot bought back
     EXPIRED = "EXPIRED"  # an option expired worthless
     DELIVERED = "DELIVERED"  # shares delivered at the strike (short call called away, long put exercised)
+    WASH_ADJUSTED = "WASH_ADJUSTED"  # a purchase washed an earlier share loss: the disallowed part comes back
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,9 @@ class TaxLot:
     quantity: int  # signed: negative = short (options only); contracts or shares
     opened_on: date
     basis_cents: int  # long: cost paid, commission added; short: proceeds received, commission taken off
+    # a wash-sale replacement (shares only): the disallowed loss its basis took (included in basis_cents);
+    # None = not a replacement, free to take one
+    washed_cents: int | None = None
 
     @property
     def is_short(self) -> bool:
@@ -114,10 +138,11 @@ class TaxableEvent:
     cost_cents: int
     term: Term
     reason: CloseReason
+    wash_disallowed_cents: int = 0  # a loss disallowed as a wash sale (≥ 0): not realised, in a lot's basis
 
     @property
     def gain_cents(self) -> int:
-        return self.proceeds_cents - self.cost_cents
+        return self.proceeds_cents - self.cost_cents + self.wash_disallowed_cents
 
     def to_jsonable(self) -> dict[str, Any]:
         return {
@@ -131,6 +156,7 @@ class TaxableEvent:
             "gain_cents": self.gain_cents,  # derived; written for readers of the stored record
             "term": self.term.value,
             "reason": self.reason.value,
+            "wash_disallowed_cents": self.wash_disallowed_cents,
         }
 
     @classmethod
@@ -145,17 +171,63 @@ class TaxableEvent:
             cost_cents=_int(data, "cost_cents"),
             term=_enum(Term, data, "term"),
             reason=_enum(CloseReason, data, "reason"),
+            wash_disallowed_cents=_int(data, "wash_disallowed_cents") if "wash_disallowed_cents" in data else 0,
         )
+        _require_not_negative(event.wash_disallowed_cents, "wash_disallowed_cents")
         if "gain_cents" in data and _int(data, "gain_cents") != event.gain_cents:
-            raise ValidationFailed("must equal proceeds_cents − cost_cents", field="gain_cents")
+            raise ValidationFailed("must equal proceeds_cents − cost_cents + wash_disallowed_cents", field="gain_cents")
         return event
 
 
 @dataclass(frozen=True)
+class PendingLoss:
+    """A share sale's loss not (fully) washed yet: a purchase of the ticker within the window still can."""
+
+    sleeve: SleeveKind
+    stock: Equity
+    opened_on: date  # of the lot sold
+    sold_on: date
+    term: Term
+    quantity: int  # shares sold at the loss not yet matched by a replacement share (> 0)
+    loss_cents: int  # the loss on those shares (> 0)
+
+    def to_jsonable(self) -> dict[str, Any]:
+        return {
+            "sleeve": self.sleeve.value,
+            "instrument": self.stock.symbol,
+            "opened_on": self.opened_on.isoformat(),
+            "sold_on": self.sold_on.isoformat(),
+            "term": self.term.value,
+            "quantity": self.quantity,
+            "loss_cents": self.loss_cents,
+        }
+
+    @classmethod
+    def from_jsonable(cls, data: Mapping[str, Any]) -> PendingLoss:
+        stock = _instrument(data, "instrument")
+        if not isinstance(stock, Equity):
+            raise ValidationFailed(f"{stock.symbol}: wash sales are for shares only", field="instrument")
+        loss = cls(
+            sleeve=_enum(SleeveKind, data, "sleeve"),
+            stock=stock,
+            opened_on=_date(data, "opened_on"),
+            sold_on=_date(data, "sold_on"),
+            term=_enum(Term, data, "term"),
+            quantity=_int(data, "quantity"),
+            loss_cents=_int(data, "loss_cents"),
+        )
+        _require_positive(loss.quantity, "quantity")
+        _require_positive(loss.loss_cents, "loss_cents")
+        return loss
+
+
+@dataclass(frozen=True)
 class TaxLedger:
-    """Open lots per (sleeve, instrument), oldest first; a key with no open lot is absent."""
+    """Open lots per (sleeve, instrument), oldest first; a key with no open lot is absent. Plus the
+    account's share losses a purchase may still wash (oldest first)."""
 
     lots: Mapping[tuple[SleeveKind, Instrument], tuple[TaxLot, ...]] = field(default_factory=dict)
+    pending_losses: tuple[PendingLoss, ...] = ()
 
     def lots_of(self, sleeve: SleeveKind, instrument: Instrument) -> tuple[TaxLot, ...]:
         return self.lots.get((sleeve, instrument), ())
@@ -165,7 +237,7 @@ class TaxLedger:
 
     def with_lots(self, sleeve: SleeveKind, instrument: Instrument, lots: Sequence[TaxLot]) -> TaxLedger:
         others = {key: held for key, held in self.lots.items() if key != (sleeve, instrument)}
-        return TaxLedger({**others, (sleeve, instrument): tuple(lots)} if lots else others)
+        return replace(self, lots={**others, (sleeve, instrument): tuple(lots)} if lots else others)
 
     def to_jsonable(self) -> dict[str, Any]:
         """Ints, strings and ISO dates only; lots listed per position, oldest first."""
@@ -179,10 +251,12 @@ class TaxLedger:
                     "quantity": lot.quantity,
                     "opened_on": lot.opened_on.isoformat(),
                     "basis_cents": lot.basis_cents,
+                    **({} if lot.washed_cents is None else {"washed_cents": lot.washed_cents}),
                 }
                 for sleeve, instrument in keys
                 for lot in self.lots[(sleeve, instrument)]
             ],
+            "pending_losses": [loss.to_jsonable() for loss in self.pending_losses],
         }
 
     @classmethod
@@ -198,7 +272,13 @@ class TaxLedger:
             grouped.setdefault(key, []).append(lot)
         for (_, instrument), lots in grouped.items():
             _check_stored_position(instrument, lots)
-        return cls({key: tuple(lots) for key, lots in grouped.items()})
+        pending = data.get("pending_losses", [])
+        if not isinstance(pending, list):
+            raise ValidationFailed("must be a list of pending losses", field="pending_losses")
+        return cls(
+            {key: tuple(lots) for key, lots in grouped.items()},
+            tuple(_pending_from_row(row, f"pending_losses[{index}]") for index, row in enumerate(pending)),
+        )
 
 
 @dataclass(frozen=True)
@@ -240,7 +320,8 @@ def apply_fill(
     held = sum(lot.quantity for lot in lots)
     if held == 0 or (held > 0) == (signed > 0):
         opened = _open_lot(instrument, signed, gross, commission_cents, on)
-        return ledger.with_lots(sleeve, instrument, (*lots, opened)), []
+        after = ledger.with_lots(sleeve, instrument, (*lots, opened))
+        return _wash_purchase(after, sleeve, instrument, on, cfg) if isinstance(instrument, Equity) else (after, [])
     if quantity > abs(held):
         raise ValidationFailed(
             f"{side.value} {quantity} of {instrument.symbol} would close more than the {abs(held)} open in"
@@ -254,7 +335,8 @@ def apply_fill(
         _event(sleeve, instrument, piece, on, share, CloseReason.TRADED, cfg)
         for piece, share in zip(closed, _spread(closing_cents, [abs(p.quantity) for p in closed]), strict=True)
     ]
-    return ledger.with_lots(sleeve, instrument, remaining), events
+    after = ledger.with_lots(sleeve, instrument, remaining)
+    return _wash_sale(after, instrument, events, on, cfg) if isinstance(instrument, Equity) else (after, events)
 
 
 def apply_expiry(
@@ -301,7 +383,7 @@ def apply_assignment(
     stock = Equity(contract.underlying)
     if _receives_shares(contract, short=held < 0):
         cost = strike_value - premium_cents + commission_cents
-        return _receive_shares(after, sleeve, stock, shares, cost, on), []
+        return _receive_shares(after, sleeve, stock, shares, cost, on, cfg)
     proceeds = strike_value + premium_cents - commission_cents
     return _deliver_shares(after, sleeve, stock, shares, proceeds, on, cfg)
 
@@ -394,11 +476,16 @@ def _take_fifo(lots: Sequence[TaxLot], quantity: int) -> tuple[list[TaxLot], tup
 
 
 def _split(lot: TaxLot, units: int) -> tuple[TaxLot, TaxLot]:
-    """A piece of `units` off the lot (floor of its share of the basis) and the rest (the remainder)."""
+    """A piece of `units` off the lot (floor of its share of the basis, and of a replacement's washed loss)
+    and the rest (the remainder)."""
     sign = -1 if lot.is_short else 1
     piece_basis = lot.basis_cents * units // abs(lot.quantity)
-    piece = TaxLot(sign * units, lot.opened_on, piece_basis)
-    rest = TaxLot(lot.quantity - sign * units, lot.opened_on, lot.basis_cents - piece_basis)
+    washed, rest_washed = None, None
+    if lot.washed_cents is not None:
+        washed = lot.washed_cents * units // abs(lot.quantity)
+        rest_washed = lot.washed_cents - washed
+    piece = TaxLot(sign * units, lot.opened_on, piece_basis, washed)
+    rest = TaxLot(lot.quantity - sign * units, lot.opened_on, lot.basis_cents - piece_basis, rest_washed)
     return piece, rest
 
 
@@ -440,12 +527,12 @@ def _receives_shares(contract: OptionContract, *, short: bool) -> bool:
 
 
 def _receive_shares(
-    ledger: TaxLedger, sleeve: SleeveKind, stock: Equity, shares: int, cost: int, on: date
-) -> TaxLedger:
+    ledger: TaxLedger, sleeve: SleeveKind, stock: Equity, shares: int, cost: int, on: date, cfg: TaxConfig
+) -> tuple[TaxLedger, list[TaxableEvent]]:
     lots = ledger.lots_of(sleeve, stock)
     _require_in_order(lots, on)
     # the holding period of shares received starts on the assignment day (a new lot, never merged)
-    return ledger.with_lots(sleeve, stock, (*lots, TaxLot(shares, on, cost)))
+    return _wash_purchase(ledger.with_lots(sleeve, stock, (*lots, TaxLot(shares, on, cost))), sleeve, stock, on, cfg)
 
 
 def _deliver_shares(
@@ -465,7 +552,145 @@ def _deliver_shares(
         _event(sleeve, stock, piece, on, share, CloseReason.DELIVERED, cfg)
         for piece, share in zip(delivered, shares_proceeds, strict=True)
     ]
-    return ledger.with_lots(sleeve, stock, remaining), events
+    return _wash_sale(ledger.with_lots(sleeve, stock, remaining), stock, events, on, cfg)
+
+
+# --- wash sales (shares only) ---------------------------------------------------------------------------
+
+_Replacement = tuple[tuple[SleeveKind, Instrument], int, int]  # (position, lot index, shares taken)
+
+
+def _wash_sale(
+    ledger: TaxLedger, stock: Equity, events: list[TaxableEvent], on: date, cfg: TaxConfig
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    """A share sale: each loss it realised is washed by open replacement shares; the rest is remembered."""
+    ledger = _prune_losses(ledger, stock, on, cfg)
+    if cfg.wash_sale_days == 0:
+        return ledger, events
+    washed: list[TaxableEvent] = []
+    for event in events:
+        if event.gain_cents < 0:
+            ledger, event = _wash_loss(ledger, stock, event, cfg)
+        washed.append(event)
+    return ledger, washed
+
+
+def _wash_loss(ledger: TaxLedger, stock: Equity, event: TaxableEvent, cfg: TaxConfig) -> tuple[TaxLedger, TaxableEvent]:
+    loss = PendingLoss(
+        event.sleeve, stock, event.opened_on, event.closed_on, event.term, event.quantity, -event.gain_cents
+    )
+    picked = _replacement_shares(ledger, stock, event.closed_on, event.quantity, cfg)
+    disallowed, unwashed = _disallow(loss, sum(taken for _, _, taken in picked))
+    ledger = _add_to_replacements(ledger, picked, disallowed)
+    if unwashed is not None:
+        ledger = replace(ledger, pending_losses=(*ledger.pending_losses, unwashed))
+    return ledger, replace(event, wash_disallowed_cents=disallowed)
+
+
+def _wash_purchase(
+    ledger: TaxLedger, sleeve: SleeveKind, stock: Equity, on: date, cfg: TaxConfig
+) -> tuple[TaxLedger, list[TaxableEvent]]:
+    """Shares just bought (the position's last lot) wash the pending losses of the ticker within the window,
+    oldest first: one correcting WASH_ADJUSTED event per loss washed."""
+    ledger = _prune_losses(ledger, stock, on, cfg)
+    lots = ledger.lots_of(sleeve, stock)
+    bought = lots[-1]
+    free, added = bought.quantity, 0
+    events: list[TaxableEvent] = []
+    pending: list[PendingLoss] = []
+    for loss in ledger.pending_losses:
+        if loss.stock != stock or free == 0 or not _in_window(loss.sold_on, on, cfg):
+            pending.append(loss)
+            continue
+        taken = min(free, loss.quantity)
+        disallowed, unwashed = _disallow(loss, taken)
+        events.append(_wash_adjustment(loss, taken, disallowed))
+        pending += [] if unwashed is None else [unwashed]
+        free, added = free - taken, added + disallowed
+    if not events:
+        return ledger, []
+    marked = _replacement(bought, bought.quantity - free, added)
+    return replace(ledger.with_lots(sleeve, stock, (*lots[:-1], *marked)), pending_losses=tuple(pending)), events
+
+
+def _in_window(bought_on: date, sold_on: date, cfg: TaxConfig) -> bool:
+    return cfg.wash_sale_days > 0 and abs((bought_on - sold_on).days) <= cfg.wash_sale_days
+
+
+def _prune_losses(ledger: TaxLedger, stock: Equity, on: date, cfg: TaxConfig) -> TaxLedger:
+    """Forget the ticker's pending losses no purchase on or after `on` can wash any more."""
+    kept = tuple(loss for loss in ledger.pending_losses if loss.stock != stock or _in_window(on, loss.sold_on, cfg))
+    return ledger if kept == ledger.pending_losses else replace(ledger, pending_losses=kept)
+
+
+def _replacement_shares(
+    ledger: TaxLedger, stock: Equity, sold_on: date, shares: int, cfg: TaxConfig
+) -> list[_Replacement]:
+    """Up to `shares` open shares of `stock` in any sleeve, bought within the window and not yet a
+    replacement, oldest lot first."""
+    found = [
+        (key, index, lot)
+        for key, lots in ledger.lots.items()
+        if key[1] == stock
+        for index, lot in enumerate(lots)
+        if lot.washed_cents is None and _in_window(lot.opened_on, sold_on, cfg)
+    ]
+    found.sort(key=lambda candidate: (candidate[2].opened_on, candidate[0][0].value, candidate[1]))
+    picked: list[_Replacement] = []
+    wanted = shares
+    for key, index, lot in found:
+        if wanted == 0:
+            break
+        taken = min(wanted, lot.quantity)
+        picked.append((key, index, taken))
+        wanted -= taken
+    return picked
+
+
+def _disallow(loss: PendingLoss, shares: int) -> tuple[int, PendingLoss | None]:
+    """The loss on `shares` of the loss's shares (floor, as `_split`), and what stays un-washed (or None)."""
+    piece, rest = _split(TaxLot(loss.quantity, loss.opened_on, loss.loss_cents), shares)
+    unwashed = replace(loss, quantity=rest.quantity, loss_cents=rest.basis_cents) if rest.quantity else None
+    return piece.basis_cents, unwashed
+
+
+def _add_to_replacements(ledger: TaxLedger, picked: Sequence[_Replacement], disallowed: int) -> TaxLedger:
+    """Spread the disallowed loss over the picked shares' basis (each lot split into its replacement piece)."""
+    if not picked:
+        return ledger
+    marked: dict[tuple[SleeveKind, Instrument], dict[int, tuple[TaxLot, ...]]] = {}
+    shares = [taken for _, _, taken in picked]
+    for (key, index, taken), added in zip(picked, _spread(disallowed, shares), strict=True):
+        marked.setdefault(key, {})[index] = _replacement(ledger.lots[key][index], taken, added)
+    for (sleeve, instrument), by_index in marked.items():
+        lots = ledger.lots_of(sleeve, instrument)
+        ledger = ledger.with_lots(
+            sleeve, instrument, [piece for index, lot in enumerate(lots) for piece in by_index.get(index, (lot,))]
+        )
+    return ledger
+
+
+def _replacement(lot: TaxLot, shares: int, added_cents: int) -> tuple[TaxLot, ...]:
+    """`shares` of the lot become a replacement with `added_cents` more basis; the rest stays free."""
+    piece, rest = _split(lot, shares)
+    replaced = replace(piece, basis_cents=piece.basis_cents + added_cents, washed_cents=added_cents)
+    return (replaced, rest) if rest.quantity else (replaced,)
+
+
+def _wash_adjustment(loss: PendingLoss, shares: int, disallowed: int) -> TaxableEvent:
+    """The correction of a loss already realised: its disallowed part comes back as a gain, dated as the loss."""
+    return TaxableEvent(
+        sleeve=loss.sleeve,
+        instrument=loss.stock,
+        quantity=shares,
+        opened_on=loss.opened_on,
+        closed_on=loss.sold_on,
+        proceeds_cents=0,
+        cost_cents=0,
+        term=loss.term,
+        reason=CloseReason.WASH_ADJUSTED,
+        wash_disallowed_cents=disallowed,
+    )
 
 
 def _offset_across_terms(short_term: int, long_term: int) -> tuple[int, int]:
@@ -520,7 +745,10 @@ def _lot_from_row(row: Any, where: str) -> tuple[tuple[SleeveKind, Instrument], 
         sleeve = _enum(SleeveKind, row, "sleeve")
         instrument = _instrument(row, "instrument")
         quantity = _int(row, "quantity")
-        lot = TaxLot(quantity, _date(row, "opened_on"), _int(row, "basis_cents"))
+        washed = _int(row, "washed_cents") if "washed_cents" in row else None
+        if washed is not None:
+            _require_not_negative(washed, "washed_cents")
+        lot = TaxLot(quantity, _date(row, "opened_on"), _int(row, "basis_cents"), washed)
     except ValidationFailed as error:
         raise ValidationFailed(error.message, field=f"{where}.{error.field}") from None
     if quantity == 0:
@@ -528,7 +756,18 @@ def _lot_from_row(row: Any, where: str) -> tuple[tuple[SleeveKind, Instrument], 
     return (sleeve, instrument), lot
 
 
+def _pending_from_row(row: Any, where: str) -> PendingLoss:
+    if not isinstance(row, Mapping):
+        raise ValidationFailed("must be an object", field=where)
+    try:
+        return PendingLoss.from_jsonable(row)
+    except ValidationFailed as error:
+        raise ValidationFailed(error.message, field=f"{where}.{error.field}") from None
+
+
 def _check_stored_position(instrument: Instrument, lots: Sequence[TaxLot]) -> None:
+    if not isinstance(instrument, Equity) and any(lot.washed_cents is not None for lot in lots):
+        raise ValidationFailed(f"{instrument.symbol}: only share lots replace a wash sale", field="lots")
     if len({lot.is_short for lot in lots}) > 1:
         raise ValidationFailed(f"{instrument.symbol} has both long and short lots", field="lots")
     if lots[0].is_short and not isinstance(instrument, OptionContract):
