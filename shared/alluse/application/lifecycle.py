@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Protocol
 
 from alluse.application.alerting import AlertDesk
@@ -91,21 +92,26 @@ class LifecycleWatchdog:
         accounts = {a.account_id: a for a in self._store.list_accounts()}
         if evaluate:
             for account_id in sorted(accounts):
-                self._consider(accounts, account_id, report)
+                self._guarded(account_id, report, partial(self._consider, accounts, account_id, report))
         for account_id in sorted(accounts):
             account = accounts[account_id]
-            try:
-                if account.lifecycle.funding_from is not None:
-                    self._fund(accounts, account, report)
-                elif account.lifecycle.merging_into is not None and account.status is not AccountStatus.MERGED:
-                    self._merge(accounts, account, report)
-            except AllUseError as err:  # one saga waiting must not stop the others
-                report.waiting.append(f"{account_id}: {err}")
-            except Exception as err:  # nor one saga's bug: it is told, and retried at the next run
-                why = f"unexpected {type(err).__name__}: {err}"
-                report.waiting.append(f"{account_id}: {why}")
-                self._alert(account_id, "lifecycle saga failed", why, priority=Priority.HIGH)
+            if account.lifecycle.funding_from is not None:
+                self._guarded(account_id, report, partial(self._fund, accounts, account, report))
+            elif account.lifecycle.merging_into is not None and account.status is not AccountStatus.MERGED:
+                self._guarded(account_id, report, partial(self._merge, accounts, account, report))
         return report
+
+    def _guarded(self, account_id: str, report: LifecycleReport, work: Callable[[], None]) -> None:
+        """One account's decision or saga step: a refusal waits, a bug is told; the others go on and it is
+        tried again at the next run."""
+        try:
+            work()
+        except AllUseError as err:
+            report.waiting.append(f"{account_id}: {err}")
+        except Exception as err:
+            why = f"unexpected {type(err).__name__}: {err}"
+            report.waiting.append(f"{account_id}: {why}")
+            self._alert(account_id, "lifecycle saga failed", why, priority=Priority.HIGH)
 
     # --- decisions ---------------------------------------------------------------------------------
     def _consider(self, accounts: dict[str, Account], account_id: str, report: LifecycleReport) -> None:
@@ -113,17 +119,13 @@ class LifecycleWatchdog:
         if account.status not in (AccountStatus.ACTIVE, AccountStatus.SAFE):
             return
         cfg = self._configuration.effective_for_known(account_id)
-        try:
-            marks = marks_at(self._market, account, self._clock.now())
-            equity = {k: sleeve_equity_cents(b, marks) for k, b in account.sleeves.items()}
-            fork = rules.decide_fork(account, equity, cfg)
-            if fork is not None:
-                self._fork(accounts, account, fork, report)
-                return
-            merge = rules.decide_merge(account, sum(equity.values()), accounts, cfg)
-        except AllUseError as err:
-            report.waiting.append(f"{account_id}: {err}")
+        marks = marks_at(self._market, account, self._clock.now())
+        equity = {k: sleeve_equity_cents(b, marks) for k, b in account.sleeves.items()}
+        fork = rules.decide_fork(account, equity, cfg)
+        if fork is not None:
+            self._fork(accounts, account, fork, report)
             return
+        merge = rules.decide_merge(account, sum(equity.values()), accounts, cfg)
         if merge is not None:
             merging = rules.start_merge(account, merge)
             details = {"into": merge.into_id, "equity_cents": merge.equity_cents, "threshold": merge.threshold_cents}
