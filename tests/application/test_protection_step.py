@@ -677,3 +677,18 @@ def test_one_buy_back_filled_in_parts_is_one_losing_trade(store: DynamoAccountSt
     assert report.breaker is None
     assert report.account is not None and report.account.status is AccountStatus.ACTIVE
     assert len(report.account.protocol.trade_pnls_cents) == 1
+
+
+def test_releasing_a_carried_account_writes_what_it_knew_only_in_memory(world: World) -> None:
+    """The lifecycle watchdog works on the stored account: what the carried run changed without any order or
+    event (here the drawdown breaker's start of day) is written when the run releases the account."""
+    world.enter()
+    world.flush()  # the week's durable write: everything known so far is stored
+    world.move_to(FRI, 9, 45)
+    carried = world.step().account  # a new day: the breaker's reference equity, in memory only
+    assert carried is not None and carried.protocol.day == FRI
+    assert world.store.get(world.account_id).protocol.day != FRI
+    world.cycle.release([world.account_id])
+    stored = world.store.get(world.account_id)
+    assert stored.protocol.day == FRI
+    assert stored.protocol.day_start_equity_cents == carried.protocol.day_start_equity_cents

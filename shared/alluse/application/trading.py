@@ -160,6 +160,11 @@ class _Unsaved:
 
     orders: dict[str, ManagedOrder] = field(default_factory=dict)
     events: list[AuditEvent] = field(default_factory=list)
+    account_changed: bool = False  # the account itself changed (the protocol's memory, say) since its last write
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.orders or self.events or self.account_changed)
 
 
 @dataclass
@@ -283,7 +288,7 @@ class TradingCycle:
         lifecycle watchdog) works on the stored state; the next step reads them afresh."""
         for account_id in account_ids:
             carried = self._carried.pop(account_id, None)
-            if carried is not None and (carried.unsaved.orders or carried.unsaved.events):
+            if carried is not None and carried.unsaved.pending:
                 self._commit(carried.account, [], [], carried.unsaved)
 
     def report_failure(self, account_id: str, why: str) -> None:
@@ -1065,10 +1070,12 @@ class TradingCycle:
         if unsaved is not None and self._carry and not durable:
             unsaved.orders.update(latest)
             unsaved.events.extend(events)
+            unsaved.account_changed = unsaved.account_changed or changed
             return account
         if unsaved is not None:  # what waited goes first; a newer state of the same order wins
             latest = {**unsaved.orders, **latest}
             events = [*unsaved.events, *events]
+            changed = changed or unsaved.account_changed
         if not latest and not events and not changed:
             return account  # bookings always come with an event, so nothing changed
         records, head = chain(account.account_id, account.audit_head, events, actor="protocol", at=self._clock.now())
@@ -1078,6 +1085,7 @@ class TradingCycle:
         if unsaved is not None:
             unsaved.orders.clear()
             unsaved.events.clear()
+            unsaved.account_changed = False
         return committed
 
     def _booking_events(self, report: StepReport) -> list[AuditEvent]:
