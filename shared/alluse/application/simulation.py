@@ -20,7 +20,6 @@ from alluse.application.lifecycle import LifecycleWatchdog
 from alluse.application.market_ports import MarketData, TradingCalendar
 from alluse.application.run_results import AccountRun, AccountWeek
 from alluse.application.trading import (
-    REINVEST_PURPOSE,
     TRADING_SLEEVES,
     StepReport,
     TradingCycle,
@@ -33,7 +32,7 @@ from alluse.domain.config import AllUseConfig
 from alluse.domain.errors import AllUseError
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.ledger import basis_per_share_cents, equity_cents
-from alluse.domain.lifecycle import evaluation_due
+from alluse.domain.lifecycle import REINVEST_PURPOSE, evaluation_due
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import cents_of_price
 from alluse.domain.orders import intent_purpose

@@ -58,6 +58,7 @@ from alluse.domain.indicators import average_true_range
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
 from alluse.domain.ledger import book_execution, book_settlement, equity_cents, option_mark_cents
 from alluse.domain.lifecycle import (
+    REINVEST_PURPOSE,
     ReinvestBudget,
     affordable_units,
     leaps_row,
@@ -120,7 +121,6 @@ from alluse.domain.week import WeekMode, WeekRecord, classify_week_mode, delta_s
 
 TRADING_SLEEVES = (SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM)
 _TRADABLE = (AccountStatus.ACTIVE, AccountStatus.SAFE)
-REINVEST_PURPOSE = "RINV"  # a quarterly reinvestment purchase (intent id purpose, four characters)
 
 
 @dataclass
@@ -256,7 +256,7 @@ class TradingCycle:
 
     def _read(self, account: Account) -> _Carried:
         orders = {o.intent_id: o for o in self._store.orders(account.account_id)}
-        return _Carried(account, orders, self._configuration.effective_for_known(account.account_id), _Unsaved())
+        return _Carried(account, orders, self._cfg_of(account), _Unsaved())
 
     def _advance(self, state: _Carried, report: StepReport) -> None:
         changed = self._reconcile(state, report)
@@ -439,7 +439,7 @@ class TradingCycle:
         request = order.request
         contract = request.instrument
         if not isinstance(contract, OptionContract):
-            return replacement(order, request.limit_price_cents or 1) if request.limit_price_cents else None
+            return None  # share exits and purchases go at market: they do not rest
         quote = self._market.chain(contract.underlying, report.at).find(contract)
         touch = (quote.ask_cents if request.side is Side.BUY else quote.bid_cents) if quote else 0
         why = f"{contract.symbol}: exit not filled in {state.cfg.orders.timeout_seconds} s"

@@ -304,6 +304,7 @@ def money_in_system(accounts: Iterable[Account]) -> int:
 # --- quarterly reinvestment (A11) ------------------------------------------------------------------------
 
 REINVESTING_SLEEVES = (SleeveKind.REV, SleeveKind.COM)  # Gen-Acc compounds weekly: nothing to do (A11)
+REINVEST_PURPOSE = "RINV"  # the purpose part of a reinvestment purchase's intent id (four characters)
 
 
 @dataclass(frozen=True)
