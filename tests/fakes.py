@@ -8,6 +8,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from alluse.application.alerting import AlertDesk
+from alluse.application.ports import Notifier
+from alluse.domain.alerts import Alert, Decision
+from alluse.domain.config import default_config
 from alluse.domain.errors import MarketDataGap
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.market import DailyBars, IntradayBars, OptionChain
@@ -108,3 +112,15 @@ class FakeMarket:
             open_interest=np.full(n, 1000, dtype=np.int64),
             volume=np.full(n, 500, dtype=np.int64),
         )
+
+
+class RecordingDesk(AlertDesk):
+    """The real alert desk, remembering every alert raised to it (before the gate's caps)."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        super().__init__(notifier, default_config().alerts)
+        self.raised: list[Alert] = []
+
+    def raise_alert(self, alert: Alert, *, trading_day: bool) -> Decision:
+        self.raised.append(alert)
+        return super().raise_alert(alert, trading_day=trading_day)

@@ -29,7 +29,6 @@ from alluse.adapters.local.notifier import FileNotifier
 from alluse.adapters.paper.broker import PaperBroker
 from alluse.adapters.sim.market import SimulatedMarket
 from alluse.application.accounts import AccountService
-from alluse.application.alerting import AlertDesk
 from alluse.application.audit import AuditService
 from alluse.application.clock import SimulatedClock
 from alluse.application.configuration import ConfigChange, ConfigurationService
@@ -39,7 +38,6 @@ from alluse.application.ports import AccountChange
 from alluse.application.trading import TradingCycle
 from alluse.domain import lifecycle as rules
 from alluse.domain.accounts import Account, AccountStatus, MovementKind, link_broker
-from alluse.domain.alerts import Alert, Decision
 from alluse.domain.audit import AuditEvent, chain
 from alluse.domain.config import default_config
 from alluse.domain.errors import AllUseError, Conflict
@@ -49,7 +47,7 @@ from alluse.domain.market import NEW_YORK
 from alluse.domain.orders import intent_purpose
 from alluse.domain.sleeves import SleeveKind
 from tests.conftest import DOLLAR, new_account
-from tests.fakes import FakeCalendar, FakeMarket
+from tests.fakes import FakeCalendar, FakeMarket, RecordingDesk
 
 GEN, COM = SleeveKind.GEN, SleeveKind.COM
 THU = date(2026, 12, 3)
@@ -133,18 +131,6 @@ class CrashingBroker:
         return self._effects("transfer", lambda: self._broker.transfer(brokerage_id, cash_cents, ref=ref))
 
 
-class Desk(AlertDesk):
-    """The real desk, remembering every alert raised."""
-
-    def __init__(self, notifier: FileNotifier) -> None:
-        super().__init__(notifier, default_config().alerts)
-        self.raised: list[Alert] = []
-
-    def raise_alert(self, alert: Alert, *, trading_day: bool) -> Decision:
-        self.raised.append(alert)
-        return super().raise_alert(alert, trading_day=trading_day)
-
-
 class World:
     """The parent with its Gen-Acc gain (see the module doc), a watchdog wired through the crash wrappers."""
 
@@ -166,7 +152,7 @@ class World:
         self.store = store
         self.effects = Effects()
         self.broker = CrashingBroker(self.paper, self.effects)
-        self.desk = Desk(FileNotifier(tmp_path / "alerts.jsonl", log=False))
+        self.desk = RecordingDesk(FileNotifier(tmp_path / "alerts.jsonl", log=False))
         self.service = AccountService(store, self.clock)
         if settings:
             self.configure(settings)

@@ -31,14 +31,12 @@ from alluse.adapters.local.notifier import FileNotifier
 from alluse.adapters.paper.broker import PaperBroker, PaperBrokerSettings
 from alluse.adapters.sim.chains import ChainSettings, generate_chain
 from alluse.application.accounts import AccountService
-from alluse.application.alerting import AlertDesk
 from alluse.application.audit import AuditService
 from alluse.application.clock import SimulatedClock
 from alluse.application.configuration import ConfigChange, ConfigurationService
 from alluse.application.simulation import ProtocolRun
 from alluse.application.trading import StepReport, TradingCycle
 from alluse.domain.accounts import Account
-from alluse.domain.alerts import Alert, Decision
 from alluse.domain.audit import AuditRecord
 from alluse.domain.brokerage import BrokerOrder, OrderRequest, OrderStatus
 from alluse.domain.config import default_config
@@ -49,7 +47,7 @@ from alluse.domain.market import NEW_YORK, DailyBars, IntradayBars, OptionChain
 from alluse.domain.orders import ManagedOrder, OrderState, intent_purpose, intent_stem, intent_version
 from alluse.domain.sleeves import SleeveKind
 from tests.conftest import new_account
-from tests.fakes import FakeCalendar
+from tests.fakes import FakeCalendar, RecordingDesk
 
 GEN = SleeveKind.GEN
 MON, THU, FRI = date(2026, 11, 30), date(2026, 12, 3), date(2026, 12, 4)
@@ -190,18 +188,6 @@ class Spy:
         return [c.ref for c in self.calls if c.kind == "cancel"]
 
 
-class Desk(AlertDesk):
-    """The real desk, remembering every alert the cycle raised (before the gate's caps)."""
-
-    def __init__(self, notifier: FileNotifier) -> None:
-        super().__init__(notifier, default_config().alerts)
-        self.raised: list[Alert] = []
-
-    def raise_alert(self, alert: Alert, *, trading_day: bool) -> Decision:
-        self.raised.append(alert)
-        return super().raise_alert(alert, trading_day=trading_day)
-
-
 class Recording(TradingCycle):
     """A cycle that remembers when each account stepped (by the clock given as `times_of`)."""
 
@@ -241,7 +227,7 @@ class World:
         self.broker = Spy(self.paper, store, self.clock)
         self.configuration = ConfigurationService(store, self.clock)
         self.configuration.change(ConfigChange({**PLACE, **(global_overrides or {})}, author="t", reason="test"))
-        self.desk = Desk(FileNotifier(tmp_path / "alerts.jsonl", log=False))
+        self.desk = RecordingDesk(FileNotifier(tmp_path / "alerts.jsonl", log=False))
         self.cycle = self.new_cycle(carry_state=True)
         self.accounts: list[Account] = []
         self.account_id = self.open_account(account_overrides).account_id

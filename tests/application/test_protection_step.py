@@ -25,17 +25,15 @@ from alluse.adapters.local.notifier import FileNotifier
 from alluse.adapters.paper.broker import PaperBroker, PaperBrokerSettings
 from alluse.adapters.sim.chains import ChainSettings, generate_chain
 from alluse.application.accounts import AccountService
-from alluse.application.alerting import AlertDesk
 from alluse.application.audit import AuditService
 from alluse.application.clock import SimulatedClock
 from alluse.application.ports import AccountChange
 from alluse.application.trading import StepReport, TradingCycle
 from alluse.domain.accounts import AccountStatus, ProtocolState, Watch
-from alluse.domain.alerts import Alert, AlertType, Decision, Priority
+from alluse.domain.alerts import Alert, AlertType, Priority
 from alluse.domain.atr_protocol import AtrLevel
 from alluse.domain.audit import AuditRecord
 from alluse.domain.brokerage import BrokerOrder, OrderRequest, Side
-from alluse.domain.config import default_config
 from alluse.domain.errors import MarketDataGap
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.ledger import broker_mismatches
@@ -45,7 +43,7 @@ from alluse.domain.protection import watch_key
 from alluse.domain.risk import BreakerKind
 from alluse.domain.sleeves import SleeveKind
 from tests.conftest import new_account
-from tests.fakes import FakeCalendar
+from tests.fakes import FakeCalendar, RecordingDesk
 
 GEN, REV = SleeveKind.GEN, SleeveKind.REV
 PUT = OptionRight.PUT
@@ -146,18 +144,6 @@ def _with_rows(chain: OptionChain, rows: list[tuple[OptionContract, int, int, fl
     )
 
 
-class Desk(AlertDesk):
-    """The real desk, remembering every alert the cycle raised (before the gate's caps)."""
-
-    def __init__(self, notifier: FileNotifier) -> None:
-        super().__init__(notifier, default_config().alerts)
-        self.raised: list[Alert] = []
-
-    def raise_alert(self, alert: Alert, *, trading_day: bool) -> Decision:
-        self.raised.append(alert)
-        return super().raise_alert(alert, trading_day=trading_day)
-
-
 class Crashing:
     """The paper broker, except that while armed it takes a protective order and the process dies."""
 
@@ -194,7 +180,7 @@ class World:
         self.paper = PaperBroker(self.tape, self.calendar, self.clock, settings)
         self.broker = Crashing(self.paper)
         self.store = store
-        self.desk = Desk(FileNotifier(tmp_path / "alerts.jsonl", log=False))
+        self.desk = RecordingDesk(FileNotifier(tmp_path / "alerts.jsonl", log=False))
         self.cycle = self.new_cycle(carry_state=carry_state)
         request = new_account(brokerage_id="DU5000000", overrides={**PLACE, **(overrides or {})})
         account = AccountService(store, self.clock).create(request, actor="t")

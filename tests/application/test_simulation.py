@@ -22,6 +22,7 @@ from alluse.application.configuration import ConfigChange, ConfigurationService
 from alluse.application.run_results import RunResult
 from alluse.application.simulation import ProtocolRun
 from alluse.application.trading import StepReport, TradingCycle
+from alluse.domain.accounts import Account
 from alluse.domain.errors import MarketDataGap, ValidationFailed
 from alluse.domain.market import NEW_YORK
 from alluse.domain.week import WeekType
@@ -128,10 +129,15 @@ def test_one_account_failing_while_its_week_is_judged_does_not_stop_the_others(
     assert len(runs["ACC-00001"].weeks) == len(runs["ACC-00003"].weeks) == 1
 
 
-def test_the_judged_week_is_recorded_in_the_audit_chain(store: DynamoAccountStore, tmp_path: Path) -> None:
+def one_account_run(
+    store: DynamoAccountStore, tmp_path: Path, *, weeks: int
+) -> tuple[Account, TradingCycle, ProtocolRun]:
+    """One linked account on the embedded platform (seeded market, paper broker, carried cycle), ready to run
+    from DEFAULT_FIRST_MONDAY for `weeks`."""
     monday = DEFAULT_FIRST_MONDAY
     clock = SimulatedClock(datetime.combine(monday - timedelta(days=3), time(9), NEW_YORK))
-    market = SimulatedMarket.generated(monday - timedelta(days=200), monday + timedelta(days=21), clock, seed=7)
+    end = monday + timedelta(weeks=weeks, days=14)
+    market = SimulatedMarket.generated(monday - timedelta(days=200), end, clock, seed=7)
     configuration = ConfigurationService(store, clock)
     configuration.change(ConfigChange(PLACE, author="t", reason="place below the floor"))
     cfg = configuration.effective()
@@ -140,7 +146,12 @@ def test_the_judged_week_is_recorded_in_the_audit_chain(store: DynamoAccountStor
     broker.open_account(account.brokerage_id or "", account.cash_cents)
     desk = AlertDesk(FileNotifier(tmp_path / "alerts.jsonl", log=False), cfg.alerts)
     cycle = TradingCycle(store, broker, market, market.calendar, clock, desk, carry_state=True)
-    run = ProtocolRun(cycle, market, market.calendar, clock.advance_to, cfg, step_broker=broker.step)
+    return account, cycle, ProtocolRun(cycle, market, market.calendar, clock.advance_to, cfg, step_broker=broker.step)
+
+
+def test_the_judged_week_is_recorded_in_the_audit_chain(store: DynamoAccountStore, tmp_path: Path) -> None:
+    monday = DEFAULT_FIRST_MONDAY
+    account, _, run = one_account_run(store, tmp_path, weeks=1)
 
     [result] = run.run([account], monday, 1)
 
@@ -164,17 +175,7 @@ def test_report_totals_equal_the_ledgers(store: DynamoAccountStore, tmp_path: Pa
     quarterly rows add up to the stored account's realised P&L less commissions, and the lot gains
     the rows tax are the tax ledger's."""
     monday = DEFAULT_FIRST_MONDAY
-    clock = SimulatedClock(datetime.combine(monday - timedelta(days=3), time(9), NEW_YORK))
-    market = SimulatedMarket.generated(monday - timedelta(days=200), monday + timedelta(days=28), clock, seed=7)
-    configuration = ConfigurationService(store, clock)
-    configuration.change(ConfigChange(PLACE, author="t", reason="place below the floor"))
-    cfg = configuration.effective()
-    account = AccountService(store, clock).create(new_account(brokerage_id="DU7654321"), actor="t")
-    broker = PaperBroker(market, market.calendar, clock, PaperBrokerSettings.from_config(cfg))
-    broker.open_account(account.brokerage_id or "", account.cash_cents)
-    desk = AlertDesk(FileNotifier(tmp_path / "alerts.jsonl", log=False), cfg.alerts)
-    cycle = TradingCycle(store, broker, market, market.calendar, clock, desk, carry_state=True)
-    run = ProtocolRun(cycle, market, market.calendar, clock.advance_to, cfg, step_broker=broker.step)
+    account, cycle, run = one_account_run(store, tmp_path, weeks=2)
     [account_run] = run.run([account], monday, 2)
     result = RunResult(seed=7, weeks=2, accounts=(account_run,))
     cycle.release([account.account_id])  # what the run carried is written: the store is the ledger
