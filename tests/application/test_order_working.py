@@ -291,8 +291,8 @@ class World:
         return [r for r in AuditService(self.store).trail(self.account_id) if r.action in actions]
 
     def flush(self) -> None:
-        """The carried run's durable write (the week's record) takes what waited with it."""
-        self.cycle.record_week(self.account_id, [])
+        """Releasing the account writes what the carried run held back."""
+        self.cycle.release([self.account_id])
 
     def mismatches(self) -> list[str]:
         return broker_mismatches(self.store.get(self.account_id), self.paper.account(self.brokerage_id))
@@ -471,7 +471,7 @@ def test_the_timeout_runs_from_the_first_placement_across_versions_and_the_entry
     assert world.broker.cancelled()[-1] == last and world.broker.placed()[-1] == last  # no version after it
     assert world.live() == []
     if carry_state:
-        cycle.record_week(world.account_id, [])  # a carried run writes the cancel with its next durable write
+        cycle.release([world.account_id])  # a carried run writes the cancel with its next write
     assert world.stored()[last].state is OrderState.CANCELLED
     [cancel] = [r for r in world.trail("ORDER_CANCEL_REQUESTED") if r.details["intent_id"] == last]
     assert cancel.details["why"] == f"timed out after {RULES.timeout_seconds} s"

@@ -246,8 +246,8 @@ class World:
         return broker_mismatches(report.account, self.paper.account(self.brokerage_id))
 
     def flush(self) -> None:
-        """The week's record: the carried run's durable write, which takes what waited with it."""
-        self.cycle.record_week(self.account_id, [])
+        """Releasing the account writes what the carried run held back."""
+        self.cycle.release([self.account_id])
 
 
 @pytest.fixture

@@ -224,12 +224,51 @@ def test_a_carried_run_writes_behind_and_a_lost_memory_loses_nothing(world: Worl
     assert {o.state for o in world.store.orders(account_id)} <= adopted
 
 
-def test_a_carried_run_flushes_with_the_week_record(world: World) -> None:
+def week_records(world: World, account_id: str) -> list[object]:
+    return [r for r in AuditService(world.store).trail(account_id) if r.action == "WEEK_CLOSED"]
+
+
+def test_a_carried_run_writes_behind_and_release_writes_the_rest(world: World) -> None:
     [account_id] = world.ids
     carried = world.carried_cycle()
     carried.step(account_id)
     carried.record_week(account_id, [])
+    assert week_records(world, account_id) == []  # held back: it goes with the account's next write
+    carried.release([account_id])
     account = world.store.get(account_id)
     assert account.executions_booked == len(world.broker.executions(account.brokerage_id or ""))
     assert world.mismatches(account_id) == []
+    assert len(week_records(world, account_id)) == 1
     assert AuditService(world.store).verify(account_id).ok
+
+
+def test_a_week_record_held_back_survives_a_failed_step(world: World) -> None:
+    """The broker cannot give a week's record back, so a failed step hands it on rather than drop it."""
+    [account_id] = world.ids
+    carried = world.carried_cycle()
+    carried.step(account_id)
+    carried.record_week(account_id, [])
+    carried.report_failure(account_id, "boom")  # what was carried is dropped ...
+    carried.step(account_id)  # ... the account is read afresh, the record still owed
+    carried.release([account_id])
+    assert len(week_records(world, account_id)) == 1
+    assert AuditService(world.store).verify(account_id).ok
+
+
+def test_a_week_record_owed_by_a_failed_step_is_written_on_release(world: World) -> None:
+    [account_id] = world.ids
+    carried = world.carried_cycle()
+    carried.step(account_id)
+    carried.record_week(account_id, [])
+    carried.report_failure(account_id, "boom")
+    carried.release([account_id])  # not carried any more: read afresh and written with what is owed
+    assert len(week_records(world, account_id)) == 1
+    carried.release([account_id])
+    assert len(week_records(world, account_id)) == 1  # once
+
+
+def test_an_uncarried_cycle_writes_the_week_record_at_once(world: World) -> None:
+    [account_id] = world.ids
+    world.cycle.step(account_id)
+    world.cycle.record_week(account_id, [])
+    assert len(week_records(world, account_id)) == 1

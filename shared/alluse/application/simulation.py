@@ -151,11 +151,22 @@ class ProtocolRun:
                     except Exception as err:  # judging one account's week must not stop the fleet either
                         failures[account_id] = self._fail(account_id, f"closing the week: {type(err).__name__}: {err}")
             on_week(n + 1)
+        self._write_behind(live, failures)
         lineage = {i: (live[i].parent_id, live[i].lifecycle.merging_into) for i in names}
         return [
             AccountRun(i, names[i], start_equity[i], tuple(history[i]), failures.get(i), *lineage[i])
             for i in sorted(names)
         ]
+
+    def _write_behind(self, live: dict[str, Account], failures: dict[str, str]) -> None:
+        """What the cycle carried and has not written yet (bookings, the last week's record) is written
+        before the run ends; an account that cannot be written is reported like a failed step."""
+        for account_id in live:
+            try:
+                self._cycle.release([account_id])
+            except Exception as err:
+                why = f"writing the run's last state: {type(err).__name__}: {err}"
+                failures.setdefault(account_id, self._fail(account_id, why))
 
     # --- forks and merges ------------------------------------------------------------------------
     def _lifecycle(

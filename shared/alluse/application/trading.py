@@ -20,14 +20,15 @@ while the market is open:
 
 Accounts never wait on each other: a fleet runs this per account (see `run_fleet_step`).
 With `carry_state`, a cycle keeps each account's record, orders and configuration between its steps
-(one run = one cycle) and writes behind: only SUBMITTING, the week's record and a few protocol facts (an
-L3 pause, SAFE) are written at once (see `_Unsaved`). Any error drops what was carried and the next step
-reads afresh; `release` hands accounts to another use case (the lifecycle watchdog). Configuration
-changes then take effect at the next run.
+(one run = one cycle) and writes behind: only SUBMITTING of a new intent and a few protocol facts (an L3
+pause, SAFE) are written at once (see `_Unsaved`). Any error drops what was carried (but the week's
+record) and the next step reads afresh; `release` writes what waited and hands accounts to another use
+case (the lifecycle watchdog) or ends the run. Configuration changes take effect at the next run.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,7 +53,7 @@ from alluse.domain.atr_protocol import (
 )
 from alluse.domain.audit import AuditEvent, chain
 from alluse.domain.brokerage import Execution, OrderRequest, OrderType, Settlement, SettlementKind, Side
-from alluse.domain.config import AllUseConfig, DeltaBand, WeekModeConfig
+from alluse.domain.config import AllUseConfig, DeltaBand, WeekModeConfig, effective_config
 from alluse.domain.errors import AllUseError, Conflict, MarketDataGap
 from alluse.domain.indicators import average_true_range
 from alluse.domain.instruments import Equity, Instrument, OptionContract, OptionRight
@@ -121,6 +122,8 @@ from alluse.domain.week import WeekMode, WeekRecord, classify_week_mode, delta_s
 
 TRADING_SLEEVES = (SleeveKind.GEN, SleeveKind.REV, SleeveKind.COM)
 _TRADABLE = (AccountStatus.ACTIVE, AccountStatus.SAFE)
+WEEK_CLOSED = "WEEK_CLOSED"
+_UNDERIVABLE = frozenset({WEEK_CLOSED})  # events no broker record gives back: never dropped unwritten
 
 
 @dataclass
@@ -153,10 +156,11 @@ class StepReport:
 class _Unsaved:
     """What a carried run has not written yet: acknowledgements, adopted broker states and bookings.
 
-    Only two writes cannot wait: SUBMITTING before an order is placed, and the week's record. Everything
-    else is derived from the broker (orders by ref, fills and settlements by position in its lists), so if
-    this memory is lost the next step reads the stored account and derives it again: nothing is lost or
-    booked twice, the store is just behind until the account's next write."""
+    Only SUBMITTING before a new intent is placed cannot wait. Everything else but the week's record is
+    derived from the broker (orders by ref, fills and settlements by position in its lists), so if this
+    memory is lost the next step reads the stored account and derives it again: nothing is lost or booked
+    twice, the store is just behind until the account's next write. The week's record is not derivable: a
+    failed step hands it on to the account's next read (`TradingCycle._owed`) instead of dropping it."""
 
     orders: dict[str, ManagedOrder] = field(default_factory=dict)
     events: list[AuditEvent] = field(default_factory=list)
@@ -233,6 +237,14 @@ class TradingCycle:
         self._marks_at: datetime | None = None
         self._first_of_month: dict[date, bool] = {}  # a session's day -> it opens its month
         self._mark_memo: dict[Instrument, int] = {}
+        # Events the broker cannot give back (the week's record) left unwritten by a failed step: they
+        # go with the account's next write.
+        self._owed: dict[str, list[AuditEvent]] = {}
+        self._global_layer: Mapping[str, object] | None = None
+        self._configs: dict[str, AllUseConfig] = {}  # effective configuration by account layer (carried run)
+        # Answers for the current instant: every account of a fleet asks them at the same one.
+        self._last_mode: tuple[datetime, WeekModeConfig, WeekMode | None] | None = None
+        self._last_windows: tuple[datetime, AllUseConfig, dict[SleeveKind, bool]] | None = None
 
     def step(self, account_id: str) -> StepReport:
         now = self._clock.now()
@@ -242,7 +254,9 @@ class TradingCycle:
         report.account = account
         if account.status not in _TRADABLE or account.brokerage_id is None or account.lifecycle.funding_from:
             if self._carry:  # remembered, so that a closed or waiting account costs no read per step
-                self._carried[account_id] = carried or _Carried(account, {}, self._cfg_of(account), _Unsaved())
+                self._carried[account_id] = carried or _Carried(
+                    account, {}, self._cfg_of(account), self._unsaved_for(account_id)
+                )
             return report  # a fork's child trades once its funding is confirmed (A9)
         state = carried or self._read(account)
         self._advance(state, report)
@@ -252,11 +266,24 @@ class TradingCycle:
         return report
 
     def _cfg_of(self, account: Account) -> AllUseConfig:
-        return self._configuration.effective_for_known(account.account_id)
+        if not self._carry:
+            return self._configuration.effective_for_known(account.account_id)
+        # A carried run reads the global layer once (changes take effect at the next run), and accounts
+        # with the same own layer share one configuration object (what the per-instant memos key on).
+        if self._global_layer is None:
+            self._global_layer = self._configuration.overrides_of_global()
+        layer = self._configuration.overrides_of(account.account_id)
+        key = json.dumps(layer, sort_keys=True, default=str)
+        if key not in self._configs:
+            self._configs[key] = effective_config(self._global_layer, layer)
+        return self._configs[key]
 
     def _read(self, account: Account) -> _Carried:
         orders = {o.intent_id: o for o in self._store.orders(account.account_id)}
-        return _Carried(account, orders, self._cfg_of(account), _Unsaved())
+        return _Carried(account, orders, self._cfg_of(account), self._unsaved_for(account.account_id))
+
+    def _unsaved_for(self, account_id: str) -> _Unsaved:
+        return _Unsaved(events=self._owed.pop(account_id, []))
 
     def _advance(self, state: _Carried, report: StepReport) -> None:
         changed = self._reconcile(state, report)
@@ -277,23 +304,32 @@ class TradingCycle:
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
         """Store the judged week (mode guessed and confirmed, type code per sleeve) in the account's chain."""
         carried = self._carried.pop(account_id, None)
-        account = carried.account if carried else self._store.get(account_id)
-        events = [AuditEvent("WEEK_CLOSED", {"sleeves": [_week_details(r) for r in records]})]
-        account = self._commit(account, [], events, carried.unsaved if carried else None)
-        if carried is not None:
-            self._carried[account_id] = replace(carried, account=account)
+        events = [AuditEvent(WEEK_CLOSED, {"sleeves": [_week_details(r) for r in records]})]
+        if carried is None:  # nothing carried to write it with: now
+            self._commit(self._store.get(account_id), [], events, self._unsaved_for(account_id))
+            return
+        # Carried: it goes with the account's next write (`_owed` keeps it if a step fails before then).
+        account = self._commit(carried.account, [], events, carried.unsaved, durable=False)
+        self._carried[account_id] = replace(carried, account=account)
 
     def release(self, account_ids: Iterable[str]) -> None:
         """Write what is carried for these accounts and forget it, so that another use case (the
-        lifecycle watchdog) works on the stored state; the next step reads them afresh."""
+        lifecycle watchdog) works on the stored state, or the run ends; the next step reads them afresh."""
         for account_id in account_ids:
             carried = self._carried.pop(account_id, None)
             if carried is not None and carried.unsaved.pending:
                 self._commit(carried.account, [], [], carried.unsaved)
+            elif carried is None and account_id in self._owed:
+                self._commit(self._store.get(account_id), [], [], self._unsaved_for(account_id))
 
     def report_failure(self, account_id: str, why: str) -> None:
-        """An account whose step raised: forget what was carried for it and alert (the fleet goes on)."""
-        self._carried.pop(account_id, None)
+        """An account whose step raised: forget what was carried for it, except what the broker cannot
+        give back, and alert (the fleet goes on)."""
+        carried = self._carried.pop(account_id, None)
+        if carried is not None:
+            owed = [e for e in carried.unsaved.events if e.action in _UNDERIVABLE]
+            if owed:
+                self._owed[account_id] = owed
         now = self._clock.now()
         title = "account step failed"
         alert = Alert(
@@ -900,7 +936,7 @@ class TradingCycle:
         self, account: Account, sleeve: SleeveKind, shift: Decimal, cfg: AllUseConfig, report: StepReport
     ) -> Iterable[tuple[EntryPlan, OptionChain]]:
         balance = account.sleeve(sleeve)
-        if balance.cash_cents <= 0 or not entry_window_open(sleeve, cfg, report.at):
+        if balance.cash_cents <= 0 or not self._window_open(sleeve, cfg, report.at):
             return []
         if sleeve_paused(account, sleeve, _day(report.at)):
             until = account.protocol.paused_until[sleeve]
@@ -1046,11 +1082,21 @@ class TradingCycle:
         return self._atrs[key]
 
     def _week_mode(self, now: datetime, cfg: AllUseConfig) -> WeekMode | None:
+        last = self._last_mode
+        if last is not None and last[0] == now and last[1] is cfg.week_mode:
+            return last[2]
         today = now.astimezone(NEW_YORK).date()
         key = (today, cfg.week_mode)
         if key not in self._modes:
             self._modes[key] = index_week_mode(self._market, cfg.week_mode, _week_start(now), through=today)
+        self._last_mode = (now, cfg.week_mode, self._modes[key])
         return self._modes[key]
+
+    def _window_open(self, sleeve: SleeveKind, cfg: AllUseConfig, now: datetime) -> bool:
+        last = self._last_windows
+        if last is None or last[0] != now or last[1] is not cfg:
+            last = self._last_windows = (now, cfg, {s: entry_window_open(s, cfg, now) for s in TRADING_SLEEVES})
+        return last[2][sleeve]
 
     # --- plumbing -------------------------------------------------------------------------------------
     def _commit(

@@ -157,8 +157,11 @@ def _add(tw: TransactWrite, change: AccountChange, labels: list[str]) -> None:
     if change.config is not None:
         tw.save(_config_to_item(change.config), condition=ConfigVersionItem.pk.does_not_exist())
         labels.append("config")
+    # The records' sequence numbers come from the chain head in the account item, whose version is
+    # checked in this same transaction: no other write can hold these numbers, so no condition of their
+    # own (each condition is work for the store on every commit).
     for record in change.audit:
-        tw.save(_audit_to_item(record), condition=AuditItem.pk.does_not_exist())
+        tw.save(_audit_to_item(record))
         labels.append("audit")
     for order in change.orders:  # guarded by the account's version condition above
         tw.save(

@@ -96,6 +96,8 @@ class NyseCalendar:
         self._sched = _schedule(self._start, self._end)
         if self._sched.sessions.size == 0:
             raise ValidationFailed(f"no NYSE session between {self._start} and {self._end}", field="start")
+        # A fleet asks about the same instant once per account: the last answer is kept.
+        self._last_open: tuple[datetime, bool] | None = None
 
     # ------------------------------------------------------------------ range
 
@@ -173,15 +175,20 @@ class NyseCalendar:
 
     def is_open(self, at: datetime) -> bool:
         """True within [open, close) of a session; `at` must be timezone-aware (any zone)."""
+        last = self._last_open
+        if last is not None and last[0] == at and at.tzinfo is not None:
+            return last[1]
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValidationFailed(f"{at.isoformat()} has no timezone; pass an aware datetime", field="at")
         local = at.astimezone(NEW_YORK)
         day = local.date()
-        if not self.is_session(day):
-            return False
-        wall = np.datetime64(local.replace(tzinfo=None), "us")
-        idx = self._session_index(day)
-        return bool(self._sched.opens[idx] <= wall < self._sched.closes[idx])
+        is_open = False
+        if self.is_session(day):
+            wall = np.datetime64(local.replace(tzinfo=None), "us")
+            idx = self._session_index(day)
+            is_open = bool(self._sched.opens[idx] <= wall < self._sched.closes[idx])
+        self._last_open = (at, is_open)
+        return is_open
 
     # ------------------------------------------------------------------ helpers
 
