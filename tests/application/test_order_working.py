@@ -337,25 +337,27 @@ def test_a_resting_entry_is_left_alone_before_the_delay_then_cancelled_and_repla
     assert v2.state is OrderState.WORKING and v2.started_at == t(0) and v2.submitted_at == t(3)
     assert v2.reference_quote == v1.reference_quote
     assert not report.placed and not report.timed_out and report.working
-    # The broker: v1 cancelled first, then v2 placed; the store held v2 as SUBMITTING before it was placed.
+    # The broker: v1 cancelled first, then v2 placed. v2, a newer version of a known intent, is written
+    # behind (reconciliation adopts it from the broker if memory is lost); v1, a new intent, was not.
     assert [(c.kind, c.ref, c.stored) for c in world.broker.calls] == [
         ("place", v1.intent_id, OrderState.SUBMITTING),
         ("cancel", v1.intent_id, None),
-        ("place", v2.intent_id, OrderState.SUBMITTING),
+        ("place", v2.intent_id, None),
     ]
     v1_at_broker, v2_at_broker = world.broker_orders()
     assert v1_at_broker.status is OrderStatus.CANCELLED and v2_at_broker.status is OrderStatus.SUBMITTED
     assert [o.client_ref for o in world.live()] == [v2.intent_id]
     assert world.broker.two_live == []
-    # The audit: the cancel, then the replacement written as SUBMITTING (the placement's durable write).
+    assert v2.intent_id not in world.stored()
+
+    world.flush()
+    # The audit: the cancel, then the replacement's placement, then its acknowledgement.
     cancel, submitting = world.trail("ORDER_CANCEL_REQUESTED", "ORDERS_SUBMITTING")[-2:]
     assert cancel.action == "ORDER_CANCEL_REQUESTED" and cancel.seq < submitting.seq
     assert cancel.details == {"intent_id": v1.intent_id, "why": "reprice to 199"}
     [details] = submitting.details["orders"]
     assert (details["intent_id"], details["state"], details["limit_price_cents"]) == (v2.intent_id, "SUBMITTING", 199)
-    assert world.stored()[v1.intent_id].state is OrderState.CANCELLED  # the cancel went with that write
-
-    world.flush()
+    assert world.stored()[v1.intent_id].state is OrderState.CANCELLED
     assert world.stored()[v2.intent_id].state is OrderState.WORKING
     assert AuditService(world.store).verify(world.account_id).ok
 
@@ -640,34 +642,81 @@ def test_a_lost_memory_between_reprices_goes_on_from_the_store_and_the_broker(wo
     assert world.broker.two_live == []
 
 
-@pytest.mark.parametrize("when", ["placing", "placed"], ids=["before-placing-v2", "after-placing-v2"])
-def test_a_crash_around_placing_the_replacement_leaves_exactly_one_live_version(
-    partial_world: World, when: str
-) -> None:
+def test_a_crash_after_the_broker_took_the_replacement_adopts_it_from_the_broker(partial_world: World) -> None:
+    """The replacement of an entry is written behind: the store has not heard of v2 when the carried
+    memory is lost, and the broker's order under v2 (same intent, no more than it asked) is adopted."""
     world = partial_world
     v1 = partially_filled_entry(world)
     v2_ref = version(v1, 2)
-    world.broker.crash = lambda kind, ref: kind == when and ref == v2_ref
+    world.broker.crash = lambda kind, ref: kind == "placed" and ref == v2_ref
     with pytest.raises(SystemExit):
         world.step_at(t(3))
     world.broker.crash = lambda kind, ref: False
-    stored = world.stored()
-    assert stored[v2_ref].state is OrderState.SUBMITTING and stored[v2_ref].request.quantity == v1.request.quantity - 1
-    assert stored[v1.intent_id].state is OrderState.CANCELLED  # written with v2's SUBMITTING
-    assert world.store.get(world.account_id).executions_booked == 1  # so was v1's fill, booked in that step
+    assert v2_ref not in world.stored()
 
     fresh = world.new_cycle(carry_state=False)
     report = world.step_at(t(4), fresh)
 
-    assert not report.fills and not report.placed and not report.repriced  # nothing booked a second time
+    assert not report.placed and not report.repriced and not report.problems  # adopted, not an orphan
     [live] = world.live()
     assert live.client_ref == v2_ref and live.request.quantity == v1.request.quantity - 1
-    assert world.stored()[v2_ref].state is OrderState.WORKING
-    assert world.broker.placed().count(v2_ref) == (2 if when == "placing" else 1)  # resent only if never placed
+    stored = world.stored()
+    assert stored[v2_ref].state is OrderState.WORKING and stored[v1.intent_id].state is OrderState.CANCELLED
+    assert world.broker.placed().count(v2_ref) == 1
+    account = world.store.get(world.account_id)
+    assert account.executions_booked == 1 and account.sleeve(GEN).positions.get(PUT_199) == -1  # booked once
+    assert world.mismatches() == []
+    assert world.broker.two_live == []
+
+
+def test_a_replacement_filled_before_memory_came_back_is_adopted_and_booked_once(partial_world: World) -> None:
+    """v2 (written behind) is placed, memory is lost, and v2 fills before the next step: the broker no
+    longer lists it as open, but its fill names it, so it is adopted from the broker's record and booked."""
+    world = partial_world
+    v1 = partially_filled_entry(world)
+    v2_ref = version(v1, 2)
+    world.broker.crash = lambda kind, ref: kind == "placed" and ref == v2_ref
+    with pytest.raises(SystemExit):
+        world.step_at(t(3))
+    world.broker.crash = lambda kind, ref: False
+    world.board.pin(PUT_199, (199, 220), since=t(4))  # v2 (at 1.99) is marketable now
+    world.clock.advance_to(t(4))
+    while world.paper.order_by_ref(world.brokerage_id, v2_ref).status is not OrderStatus.FILLED:  # type: ignore[union-attr]
+        world.paper.step()
+    assert v2_ref not in world.stored() and world.live() == []
+
+    report = world.step_at(t(5), world.new_cycle(carry_state=False))
+
+    assert not report.problems and not report.placed
+    assert world.stored()[v2_ref].state is OrderState.FILLED
+    account = world.store.get(world.account_id)
+    executions = world.paper.executions(world.brokerage_id)
+    assert account.executions_booked == len(executions) and len(executions) == v1.request.quantity
+    assert account.sleeve(GEN).positions.get(PUT_199) == -v1.request.quantity  # every contract once
+    assert world.mismatches() == []
+
+
+def test_a_crash_before_the_broker_took_the_replacement_ends_the_entry_like_a_timeout(partial_world: World) -> None:
+    """v1 was cancelled and v2 never reached the broker: the rest of the entry is not made (as when it
+    times out); what filled is booked once and the intent is never placed again."""
+    world = partial_world
+    v1 = partially_filled_entry(world)
+    v2_ref = version(v1, 2)
+    world.broker.crash = lambda kind, ref: kind == "placing" and ref == v2_ref
+    with pytest.raises(SystemExit):
+        world.step_at(t(3))
+    world.broker.crash = lambda kind, ref: False
+
+    fresh = world.new_cycle(carry_state=False)
+    for k in (4, 7, 60):
+        report = world.step_at(t(k), fresh)
+        assert not report.placed and not report.repriced
+
+    assert world.live() == [] and world.paper.order_by_ref(world.brokerage_id, v2_ref) is None
+    assert world.stored()[v1.intent_id].state is OrderState.CANCELLED
     account = world.store.get(world.account_id)
     assert account.executions_booked == 1 and account.sleeve(GEN).positions.get(PUT_199) == -1
     assert world.mismatches() == []
-    assert world.broker.two_live == []
 
 
 # --------------------------------------------------------------------------------------------------

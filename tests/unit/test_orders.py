@@ -28,6 +28,7 @@ from alluse.domain.orders import (
     OrderState,
     Quote,
     Resubmit,
+    adopt_newer_version,
     apply_broker_order,
     concession_bound,
     due_for_reprice,
@@ -490,6 +491,63 @@ def test_an_orphan_broker_order_is_reported_not_touched() -> None:
     )
     result = reconcile([], [stranger], [], NOW, ORDERS)
     assert result.actions == (AlertOrphan(stranger),)
+
+
+def reprice_at_broker(prior: ManagedOrder, status: OrderStatus, limit: int = 300, **changes: object) -> BrokerOrder:
+    """The broker's record of the next version of `prior` (a reprice the store has not heard of)."""
+    request = OrderRequest(with_version(prior.intent_id, prior.version + 1), PUT, Side.SELL, 10, OrderType.LIMIT, limit)
+    return replace(at_broker(prior, status, broker_id="P-2"), request=replace(request, **changes))
+
+
+def test_a_newer_version_of_a_known_intent_found_at_the_broker_is_adopted_not_an_orphan() -> None:
+    """A reprice is written behind: if memory is lost first, the broker's order under the next version
+    is the intent's, taken from the version before it."""
+    placed = walk(planned(), S.SUBMITTING, S.WORKING, S.CANCEL_REQUESTED, S.CANCELLED, at=NOW - timedelta(minutes=5))
+    cancelled = replace(placed, broker_order_id="P-1")
+    v2 = reprice_at_broker(cancelled, OrderStatus.SUBMITTED)
+    result = reconcile([cancelled], [v2], [], NOW, ORDERS)
+    assert result.of(AlertOrphan) == () and result.of(AlertMismatch) == ()
+    (old, adopted) = result.orders
+    assert old == cancelled
+    assert (adopted.intent_id, adopted.state, adopted.broker_order_id) == (v2.client_ref, S.WORKING, "P-2")
+    assert adopted.request == v2.request and adopted.sleeve is GEN
+    assert adopted.reference_quote == cancelled.reference_quote
+    assert adopted.started_at == NOW - timedelta(minutes=5)  # the intent's timeout runs from its first placement
+    assert [type(a) for a in result.actions] == [Adopt]
+    again = reconcile(list(result.orders), [v2], [], NOW, ORDERS)
+    assert again.actions == () and again.orders == result.orders  # idempotent
+
+
+def test_a_newer_version_already_filled_at_the_broker_is_adopted_filled() -> None:
+    cancelled = replace(in_state(S.CANCELLED), broker_order_id="P-1")
+    v2 = reprice_at_broker(cancelled, OrderStatus.FILLED)
+    v2 = replace(v2, filled_quantity=10, fill_value_cents=300_000, commission_cents=650)
+    adopted = adopt_newer_version(cancelled, v2, NOW)
+    assert not isinstance(adopted, str)
+    assert (adopted.state, adopted.filled_quantity, adopted.fill_value_cents) == (S.FILLED, 10, 300_000)
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"instrument": SPY_PUT}, "different instrument or side"),
+        ({"side": Side.BUY}, "different instrument or side"),
+        ({"quantity": 11}, "for more than"),
+    ],
+)
+def test_a_broker_order_that_cannot_be_the_next_version_is_a_mismatch(changes: dict[str, object], why: str) -> None:
+    cancelled = replace(in_state(S.CANCELLED), broker_order_id="P-1")
+    impostor = reprice_at_broker(cancelled, OrderStatus.SUBMITTED, **changes)
+    result = reconcile([cancelled], [impostor], [], NOW, ORDERS)
+    (mismatch,) = result.of(AlertMismatch)
+    assert mismatch.intent_id == impostor.client_ref and why in mismatch.why
+    assert result.orders == (cancelled,) and result.of(AlertOrphan) == ()
+
+
+def test_an_older_version_is_not_adopted_as_newer() -> None:
+    v2 = walk(replacement(walk(planned(), S.CANCELLED), 300), S.SUBMITTING)
+    v1_at_broker = at_broker(planned(), OrderStatus.CANCELLED, broker_id="P-1")
+    assert "not a newer version" in str(adopt_newer_version(v2, v1_at_broker, NOW))
 
 
 def test_a_fill_can_win_the_race_with_a_cancel() -> None:

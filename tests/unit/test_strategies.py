@@ -311,6 +311,19 @@ def test_an_open_put_is_not_sold_twice_and_its_share_goes_to_the_others() -> Non
     assert only(result, "MSFT").quantity == 40_000_000 * 95 // 100 // 3 // 1_000_000  # 3 tickers still waiting
 
 
+def test_an_entry_placed_this_week_is_not_planned_again_and_the_others_keep_their_size() -> None:
+    chains = {t: chain(t, puts(FRI, (100, -0.35, 100, 102))) for t in ("AAPL", "MSFT")}
+    fresh = plan_entries(REV, book(REV, free=41_000_000), chains, at(TUE), GREEN, CFG)
+    placed = plan_entries(
+        REV, book(REV, free=41_000_000, entered=frozenset({("AAPL", PUT)})), chains, at(TUE), GREEN, CFG
+    )
+
+    assert placed.skipped["AAPL"].code is SkipCode.ENTERED
+    assert only(placed, "MSFT") == only(fresh, "MSFT")
+    calls_entered = book(REV, free=41_000_000, entered=frozenset({("AAPL", CALL)}))  # the other right: planned
+    assert only(plan_entries(REV, calls_entered, chains, at(TUE), GREEN, CFG), "AAPL") == only(fresh, "AAPL")
+
+
 # --------------------------------------------------------------------------------------------------
 # Premium floor and HITL policy
 # --------------------------------------------------------------------------------------------------

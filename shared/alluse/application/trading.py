@@ -28,6 +28,7 @@ case (the lifecycle watchdog) or ends the run. Configuration changes take effect
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,7 +53,7 @@ from alluse.domain.atr_protocol import (
     roll_terms,
 )
 from alluse.domain.audit import AuditEvent, chain
-from alluse.domain.brokerage import Execution, OrderRequest, OrderType, Settlement, SettlementKind, Side
+from alluse.domain.brokerage import BrokerOrder, Execution, OrderRequest, OrderType, Settlement, SettlementKind, Side
 from alluse.domain.config import AllUseConfig, DeltaBand, WeekModeConfig, effective_config
 from alluse.domain.errors import AllUseError, Conflict, MarketDataGap
 from alluse.domain.indicators import average_true_range
@@ -81,6 +82,7 @@ from alluse.domain.orders import (
     intent_id,
     intent_purpose,
     intent_stem,
+    intent_stem_or_none,
     next_limit,
     plan_order,
     reconcile,
@@ -90,6 +92,7 @@ from alluse.domain.orders import (
     transition,
 )
 from alluse.domain.protection import (
+    EXIT_PURPOSES,
     ProtectivePurpose,
     apply_level_changes,
     breaker_trip,
@@ -206,7 +209,7 @@ class _Carried:
         """Whether an order of this intent (any version) exists: a re-run never places an intent twice."""
         if self.stems is None:
             self.stems = {intent_stem(r) for r in self.orders}
-        return intent_stem(ref) in self.stems
+        return intent_stem_or_none(ref) in self.stems
 
 
 class TradingCycle:
@@ -353,6 +356,7 @@ class TradingCycle:
             if o.intent_id not in listed and (record := self._broker.order_by_ref(brokerage_id, o.intent_id))
         ]
         stale = [orders[r] for r in listed if r in orders and orders[r].state.is_terminal]  # broker still works it
+        finished += self._newer_versions_filled(state, brokerage_id, listed)
         absent = {o.intent_id for o in live} - listed - {b.client_ref for b in finished}
         executions = [e for e in self._broker.executions(brokerage_id) if e.client_ref in absent] if absent else []
         result = reconcile([*live, *stale], [*open_at_broker, *finished], executions, report.at, cfg.orders)
@@ -372,6 +376,13 @@ class TradingCycle:
                 self._alert(account, AlertType.TECHNICAL_ALERT, Priority.HIGH, "order reconciliation", why, report.at)
         state.update(changed.values())
         return changed
+
+    def _newer_versions_filled(self, state: _Carried, brokerage_id: str, listed: set[str]) -> list[BrokerOrder]:
+        """The broker's records of new fills under an unknown version of a known intent (a reprice written
+        behind, then memory lost, then filled): reconciliation adopts them before they are booked."""
+        new = {e.client_ref for e in self._broker.executions_since(brokerage_id, state.account.executions_booked)}
+        unknown = sorted(r for r in new if r not in state.orders and r not in listed and state.known(r))
+        return [record for r in unknown if (record := self._broker.order_by_ref(brokerage_id, r)) is not None]
 
     # --- 2. book fills and settlements --------------------------------------------------------------
     def _book(
@@ -461,16 +472,21 @@ class TradingCycle:
                 cancelled = self._cancel(state, order, f"reprice to {limit}", report)
                 if cancelled.state is OrderState.CANCELLED and cancelled.remaining > 0:
                     replacements.append(replacement(cancelled, limit))
-        if replacements:
-            report.repriced += self._place(state, replacements, report)
+        # A newer version of an entry is written behind (see _place); an exit's is written first, as a new
+        # intent's is: lost in a crash between the cancel and the broker, the exit could not be recovered.
+        exits = [o for o in replacements if _is_exit(o)]
+        entries = [o for o in replacements if not _is_exit(o)]
+        if exits:
+            report.repriced += self._place(state, exits, report)
+        if entries:
+            report.repriced += self._place(state, entries, report, new_intents=False)
 
     def _chase(self, state: _Carried, order: ManagedOrder, report: StepReport) -> ManagedOrder | None:
         """An exit (ATR close, roll buy-back, liquidation) that timed out is not given up: what is left is
         placed again at the touch, and a human is told. An entry that timed out is simply not made."""
-        exits = (ProtectivePurpose.CLOSE, ProtectivePurpose.ROLL_CLOSE, ProtectivePurpose.LIQUIDATE)
         purpose = intent_purpose(order.intent_id)
         retried = purpose == REINVEST_PURPOSE and state.cfg.lifecycle.partial_fill_policy == "retry"
-        if (purpose not in exits and not retried) or order.remaining <= 0:
+        if (purpose not in EXIT_PURPOSES and not retried) or order.remaining <= 0:
             return None
         request = order.request
         contract = request.instrument
@@ -902,7 +918,7 @@ class TradingCycle:
         shift = self._delta_shift(report.at, cfg)
         entries: list[tuple[EntryPlan, ManagedOrder]] = []
         for sleeve in TRADING_SLEEVES:
-            for plan, option_chain in self._sleeve_plans(account, sleeve, shift, cfg, report):
+            for plan, option_chain in self._sleeve_plans(state, sleeve, shift, report):
                 order = self._approved_order(account, plan, option_chain, state, cfg, report)
                 if order is not None:
                     entries.append((plan, order))
@@ -912,12 +928,18 @@ class TradingCycle:
         report.placed.extend(self._place(state, [o for _, o in entries], report))
         return state.account
 
-    def _place(self, state: _Carried, orders: Sequence[ManagedOrder], report: StepReport) -> list[ManagedOrder]:
-        """Save the orders as SUBMITTING, place them, book what filled at once; the acknowledged orders."""
+    def _place(
+        self, state: _Carried, orders: Sequence[ManagedOrder], report: StepReport, *, new_intents: bool = True
+    ) -> list[ManagedOrder]:
+        """Save the orders as SUBMITTING, place them, book what filled at once; the acknowledged orders.
+
+        A new intent is saved BEFORE the broker hears of it: after a crash the store knows the ref, so the
+        intent is reconciled, never placed twice. A newer version of a known intent (reprice, chase) may
+        be written behind: reconciliation adopts it from the broker if memory is lost (`adopt_newer_version`)."""
         submitting = [transition(o, OrderState.SUBMITTING, report.at, "placing") for o in orders]
         # One audit record per commit (its orders listed): each record is a stored item, and items are cost.
         events = [AuditEvent("ORDERS_SUBMITTING", {"orders": [_order_details(o) for o in submitting]})]
-        account = self._commit(state.account, submitting, events, state.unsaved)  # saved BEFORE the broker hears
+        account = self._commit(state.account, submitting, events, state.unsaved, durable=new_intents)
         acknowledged = []
         for order in submitting:
             placed = self._broker.place_order(_linked(account), order.request)
@@ -933,8 +955,9 @@ class TradingCycle:
         return acknowledged
 
     def _sleeve_plans(
-        self, account: Account, sleeve: SleeveKind, shift: Decimal, cfg: AllUseConfig, report: StepReport
+        self, state: _Carried, sleeve: SleeveKind, shift: Decimal, report: StepReport
     ) -> Iterable[tuple[EntryPlan, OptionChain]]:
+        account, cfg = state.account, state.cfg
         balance = account.sleeve(sleeve)
         if balance.cash_cents <= 0 or not self._window_open(sleeve, cfg, report.at):
             return []
@@ -946,6 +969,13 @@ class TradingCycle:
         held = {i.ticker for i, q in balance.positions.items() if isinstance(i, Equity) and q > 0}
         tickers = sorted(set(strategy.tickers) | held)
         chains = {t: self._market.chain(t, report.at) for t in tickers if t in self._market.tickers()}
+        week = _week_start(report.at)
+        entered = frozenset(
+            (t, right)
+            for t in tickers
+            for right in OptionRight
+            if state.known(_entry_ref(account, sleeve, week, t, right))
+        )
         book = SleeveBook(
             sleeve=sleeve,
             free_cash_cents=balance.cash_cents - balance.collateral_cents,
@@ -953,6 +983,7 @@ class TradingCycle:
             value_cents=balance.cash_cents,
             shares={i.ticker: q for i, q in balance.positions.items() if isinstance(i, Equity)},
             open_short_options={i: q for i, q in balance.positions.items() if isinstance(i, OptionContract)},
+            entered=entered,
         )
         plan = plan_entries(sleeve, book, chains, report.at, shift, cfg)
         report.skipped.update(
@@ -970,9 +1001,7 @@ class TradingCycle:
         report: StepReport,
     ) -> ManagedOrder | None:
         contract = plan.contract
-        ref = intent_id(
-            account.account_id, plan.sleeve, _week_start(report.at), "OPEN", contract.underlying, contract.right.value
-        )
+        ref = _entry_ref(account, plan.sleeve, _week_start(report.at), contract.underlying, contract.right)
         if state.known(ref):
             return None  # this week's entry for this ticker exists already: a re-run never sells twice
         if plan.decision is not EntryDecision.PLACE:
@@ -1208,6 +1237,18 @@ def _with_gains(account: Account, year: int, events: Sequence[TaxableEvent]) -> 
     short, long = gains_by_term(events)
     before = account.tax_gains_cents.get(year, (0, 0))
     return replace(account, tax_gains_cents={**account.tax_gains_cents, year: (before[0] + short, before[1] + long)})
+
+
+def _is_exit(order: ManagedOrder) -> bool:
+    return intent_purpose(order.intent_id) in EXIT_PURPOSES
+
+
+def _entry_ref(account: Account, sleeve: SleeveKind, week: date, underlying: str, right: OptionRight) -> str:
+    """The intent id of a sleeve's entry for one ticker and right in one week."""
+    return _intent_id(account.account_id, sleeve, week, "OPEN", underlying, right.value)
+
+
+_intent_id = functools.lru_cache(maxsize=65536)(intent_id)  # a step asks for the same entry ids often
 
 
 def _day(at: datetime) -> date:

@@ -170,10 +170,15 @@ def atr_level(adverse_move: float, atr: float, protocol: AtrProtocolConfig) -> A
     _require_positive(atr, "atr")
     if not (math.isfinite(adverse_move) and adverse_move >= 0):
         raise ValidationFailed(f"must be a finite number ≥ 0 (got {adverse_move})", field="adverse_move")
-    for level, multiple in ((AtrLevel.L3, protocol.l3), (AtrLevel.L2, protocol.l2), (AtrLevel.L1, protocol.l1)):
+    for level, multiple in _multiples(protocol):
         if adverse_move >= float(multiple) * atr:
             return level
     return AtrLevel.L0
+
+
+def _multiples(protocol: AtrProtocolConfig) -> tuple[tuple[AtrLevel, Decimal], ...]:
+    """The levels with their ATR multiples, highest first."""
+    return ((AtrLevel.L3, protocol.l3), (AtrLevel.L2, protocol.l2), (AtrLevel.L1, protocol.l1))
 
 
 def effective_atr(
@@ -413,13 +418,16 @@ def evaluate(
     """
     _require_prices(positions, prices)
     protocol = config.atr_protocol
+    thresholds = [(level, float(multiple)) for level, multiple in _multiples(protocol)]
     changes: list[LevelChange] = []
     for position in positions:
         price = prices[position.underlying]
         atr = effective_atr(atrs.get(position.underlying), None, price, protocol)
-        reading = measure(position, price, atr, protocol)
-        if reading.level == position.level:
+        # Most scans change nothing: the level alone first, the full reading only for a change.
+        move = adverse_move(position.kind, reference_price(position, protocol), price)
+        if next((level for level, multiple in thresholds if move >= multiple * atr), AtrLevel.L0) == position.level:
             continue
+        reading = measure(position, price, atr, protocol)
         plan = action_plan(position, reading, at, config, delta_shift=delta_shift)
         changes.append(
             LevelChange(

@@ -128,7 +128,11 @@ class OptionChain:
         return int(self.strike_cents.shape[0])
 
     def expiries(self) -> list[date]:
-        return [d.astype(date) for d in np.unique(self.expiry)]
+        return list(self._expiries)
+
+    @cached_property
+    def _expiries(self) -> tuple[date, ...]:
+        return tuple(d.astype(date) for d in np.unique(self.expiry))
 
     def rows(self, expiry: date, right: OptionRight) -> npt.NDArray[np.intp]:
         """Row indices of one expiry and right, by increasing strike."""

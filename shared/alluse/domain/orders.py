@@ -617,6 +617,26 @@ def _adoption(order: ManagedOrder, broker: BrokerOrder, at: datetime) -> Managed
     return replace(adopted, broker_order_id=broker.broker_order_id)
 
 
+def adopt_newer_version(prior: ManagedOrder, broker: BrokerOrder, at: datetime) -> ManagedOrder | str:
+    """A newer version of a known intent, found at the broker (a reprice or chase whose record was still
+    to be written when memory was lost): built from the version before it and the broker's request, in
+    the broker's state; or why the broker's order cannot be that.
+
+    Safe because only the intent's first version creates exposure the store must know of before the
+    broker does: a replacement of a known intent is for no more than what the intent asked."""
+    ref, request = broker.client_ref, broker.request
+    if _stem_or_none(ref) != prior.stem or intent_version(ref) <= prior.version:
+        return f"broker ref {ref} is not a newer version of {prior.intent_id}"
+    if request.instrument != prior.request.instrument or request.side is not prior.request.side:
+        return f"broker order {broker.broker_order_id} ({ref}) is a different instrument or side than {prior.intent_id}"
+    if request.quantity > prior.request.quantity:
+        return f"broker order {broker.broker_order_id} ({ref}) is for more than {prior.intent_id} asked"
+    order = ManagedOrder(ref, prior.account_id, prior.sleeve, request, reference_quote=prior.reference_quote)
+    order = replace(order, started_at=prior.started_at or broker.submitted_at)
+    order = transition(order, OrderState.SUBMITTING, broker.submitted_at, "newer version found at the broker")
+    return _adoption(order, broker, at)
+
+
 def apply_broker_order(order: ManagedOrder, broker: BrokerOrder, at: datetime) -> ManagedOrder:
     """Adopt what the broker says about this order (e.g. the answer to place or cancel)."""
     if broker.client_ref != order.intent_id:
@@ -696,9 +716,13 @@ def _reconcile_one(
     return _absent_at_broker(order, executions, at, rules)
 
 
-def _stem_or_none(ref: str) -> str | None:
+def intent_stem_or_none(ref: str) -> str | None:
+    """The stem of an ALL-USE intent id; None for any other ref (an operator's order, say)."""
     match = _REF.fullmatch(ref)
     return match["stem"] if match else None
+
+
+_stem_or_none = intent_stem_or_none
 
 
 def _one_live_per_intent(
@@ -771,7 +795,42 @@ def reconcile(
             actions.append(Adopt(updated, order.state, f"reconciled: {order.state.value} -> {updated.state.value}"))
         actions.extend(found_actions)
         orders.append(updated)
+    orders += _newer_versions(orders, broker_orders, at, actions)
     actions = _one_live_per_intent(orders, by_ref, actions)
-    known = set(refs)
-    actions.extend(AlertOrphan(broker) for broker in broker_orders if broker.client_ref not in known)
+    known = {order.intent_id for order in orders}
+    actions.extend(
+        AlertOrphan(broker)
+        for broker in broker_orders
+        if broker.client_ref not in known and not _explained(broker, actions)
+    )
     return ReconcileResult(tuple(orders), _unique(actions))
+
+
+def _newer_versions(
+    orders: Sequence[ManagedOrder], broker_orders: Sequence[BrokerOrder], at: datetime, actions: list[ReconcileAction]
+) -> list[ManagedOrder]:
+    """Broker orders under an unknown ref that are a newer version of a known intent: adopted (or, when
+    they cannot be that version, a mismatch for a human)."""
+    latest: dict[str, ManagedOrder] = {}
+    for order in orders:
+        if order.stem not in latest or order.version > latest[order.stem].version:
+            latest[order.stem] = order
+    known = {order.intent_id for order in orders}
+    adopted: list[ManagedOrder] = []
+    candidates = [b for b in broker_orders if b.client_ref not in known and _stem_or_none(b.client_ref) in latest]
+    for broker in sorted(candidates, key=lambda b: intent_version(b.client_ref)):  # v2 before v3
+        stem = intent_stem(broker.client_ref)
+        found = adopt_newer_version(latest[stem], broker, at)
+        if isinstance(found, str):
+            actions.append(AlertMismatch(broker.client_ref, found))
+            continue
+        actions.append(Adopt(found, OrderState.PLANNED, f"newer version found at the broker: {found.state.value}"))
+        adopted.append(found)
+        latest[stem] = found
+        known.add(found.intent_id)
+    return adopted
+
+
+def _explained(broker: BrokerOrder, actions: Sequence[ReconcileAction]) -> bool:
+    """Whether an action already speaks for this broker order's ref (then it is no orphan)."""
+    return any(isinstance(a, AlertMismatch) and a.intent_id == broker.client_ref for a in actions)

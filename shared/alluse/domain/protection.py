@@ -46,6 +46,10 @@ class ProtectivePurpose(StrEnum):
     LIQUIDATE = "LIQD"  # everything sold before a merge (A10)
 
 
+# Orders that take risk off: never given up (a timed-out one is chased) and never written behind.
+EXIT_PURPOSES = frozenset({ProtectivePurpose.CLOSE, ProtectivePurpose.ROLL_CLOSE, ProtectivePurpose.LIQUIDATE})
+
+
 def watch_key(sleeve: SleeveKind, instrument: Instrument) -> str:
     """A position's key in the protocol's memory: its sleeve and symbol."""
     return f"{sleeve.value}:{instrument.symbol}"

@@ -89,6 +89,7 @@ class SkipCode(StrEnum):
     SIZE_ZERO = "SIZE_ZERO"  # the ticker's capital does not secure one contract
     ALREADY_COVERED = "ALREADY_COVERED"  # every round lot already has a short call
     PUT_ALREADY_OPEN = "PUT_ALREADY_OPEN"
+    ENTERED = "ENTERED"  # this week's entry for the ticker and right was placed already
     IDLE_CASH_BELOW_TRIGGER = "IDLE_CASH_BELOW_TRIGGER"  # Com-Acc sells puts only with high idle cash
 
 
@@ -114,6 +115,7 @@ class SleeveBook:
     shares: Mapping[str, int] = field(default_factory=dict)
     open_short_options: Mapping[OptionContract, int] = field(default_factory=dict)
     paused: bool = False
+    entered: frozenset[tuple[str, OptionRight]] = frozenset()  # this week's entries placed already
 
     def __post_init__(self) -> None:
         for name in ("free_cash_cents", "buffer_cents", "value_cents"):
@@ -426,7 +428,11 @@ def _cash_secured_put(ticker: str, chain: OptionChain | None, capital: int, ctx:
 def _plan_ticker(
     ticker: str, chain: OptionChain | None, capital: Mapping[str, int], ctx: _Context
 ) -> EntryPlan | TickerSkip:
-    if _holds_lots(ctx.book, ticker, ctx.config):
+    covered_call = _holds_lots(ctx.book, ticker, ctx.config)
+    right = OptionRight.CALL if covered_call else OptionRight.PUT
+    if (ticker, right) in ctx.book.entered:  # one entry per ticker and right a week
+        return TickerSkip(SkipCode.ENTERED, f"{ticker}: this week's {right.name.lower()} entry was placed")
+    if covered_call:
         return _covered_call(ticker, chain, ctx)
     if ctx.book.short_quantity(ticker, OptionRight.PUT) > 0:
         return TickerSkip(SkipCode.PUT_ALREADY_OPEN, f"{ticker} already has an open short put")
