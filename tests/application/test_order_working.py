@@ -37,6 +37,7 @@ from alluse.application.configuration import ConfigChange, ConfigurationService
 from alluse.application.simulation import ProtocolRun
 from alluse.application.trading import StepReport, TradingCycle
 from alluse.domain.accounts import Account
+from alluse.domain.atr_protocol import AtrLevel
 from alluse.domain.audit import AuditRecord
 from alluse.domain.brokerage import BrokerOrder, OrderRequest, OrderStatus
 from alluse.domain.config import default_config
@@ -45,6 +46,7 @@ from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.ledger import broker_mismatches
 from alluse.domain.market import NEW_YORK, DailyBars, IntradayBars, OptionChain
 from alluse.domain.orders import ManagedOrder, OrderState, intent_purpose, intent_stem, intent_version
+from alluse.domain.protection import watch_key
 from alluse.domain.sleeves import SleeveKind
 from tests.conftest import new_account
 from tests.fakes import FakeCalendar, RecordingDesk
@@ -195,11 +197,17 @@ class Recording(TradingCycle):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.stepped: dict[str, list[datetime]] = defaultdict(list)
+        self.stepped: dict[str, list[datetime]] = defaultdict(list)  # steps and order-working steps
+        self.worked: dict[str, list[datetime]] = defaultdict(list)  # order-working steps only
 
     def step(self, account_id: str) -> StepReport:
         self.stepped[account_id].append(self.times_of.now())
         return super().step(account_id)
+
+    def work(self, account_id: str) -> StepReport:
+        self.stepped[account_id].append(self.times_of.now())
+        self.worked[account_id].append(self.times_of.now())
+        return super().work(account_id)
 
 
 class World:
@@ -755,9 +763,30 @@ def test_the_run_steps_an_account_with_a_resting_order_every_reprice_delay_until
     assert cycle.stepped[other.account_id] == moments
     sub_steps = [thursday(10, 0, 10), thursday(10, 0, 20), thursday(10, 0, 30)]  # the last one times it out
     assert cycle.stepped[world.account_id] == [*moments[:2], *sub_steps, moments[2]]
+    assert cycle.worked[world.account_id] == sub_steps  # orders only: scans and entries keep the moments
     assert world.limits() == [200, 199, 198]
     assert run.events["repriced"] == 2 and run.events["timed out"] == 1
     assert world.live() == [] and world.broker.two_live == []
+
+
+def test_working_orders_between_moments_books_and_watches_a_fill_but_neither_scans_nor_enters(world: World) -> None:
+    v1 = world.enter()
+    world.clock.advance_to(t(1))
+    world.fill_now(200)  # the entry fills at 10:00:01 with TSLA at $200
+
+    world.clock.advance_to(t(3))
+    report = world.cycle.work(world.account_id)
+
+    assert [e.client_ref for _, e in report.fills] == [v1.intent_id]
+    assert report.account is not None
+    watch = report.account.protocol.watches[watch_key(GEN, PUT_199)]
+    assert watch.entry_underlying_cents == 200_00  # watched from its fill now, not from the next scan's price
+    assert not report.placed and not report.repriced
+    world.board.move("TSLA", 187.0)  # 3.25 ATR against the put
+    world.clock.advance_to(t(6))
+    assert not world.cycle.work(world.account_id).level_changes  # no scan between moments ...
+    later = world.step_at(at(THU, 10, 15))  # ... the next moment's scan sees it
+    assert [c.to_level for c in later.level_changes] == [AtrLevel.L3]
 
 
 def test_the_run_stops_sub_stepping_at_the_next_moment_and_resumes_after_it(

@@ -80,3 +80,23 @@ def test_query_sees_only_its_partition_in_key_order(runtime: LocalRuntime) -> No
     assert "Items" in client.query(
         TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "none"}}
     )
+
+
+def test_a_transaction_reads_every_attribute_type_as_dynamodb_would(runtime: LocalRuntime) -> None:
+    """The runtime reads TransactWriteItems bodies as JSON (but for binary values): each type survives."""
+    client, table = runtime.client(), table_name()
+    item = {
+        **key("T"),
+        "s": {"S": 'text with "B": inside'},
+        "n": {"N": "12.50"},
+        "m": {"M": {"B": {"S": "a map key named B"}, "l": {"L": [{"N": "1"}, {"BOOL": True}, {"NULL": True}]}}},
+        "ss": {"SS": ["a", "b"]},
+        "b": {"B": b"\x00\xffbytes"},
+        "bs": {"BS": [b"\x01", b"\x02"]},
+    }
+    for attrs in ({k: v for k, v in item.items() if k not in ("b", "bs")}, item):  # JSON path, then binary path
+        client.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": attrs}}])
+        stored = client.get_item(TableName=table, Key=key("T"), ConsistentRead=True)["Item"]
+        assert {k: (sorted(v["SS"]) if "SS" in v else v) for k, v in stored.items()} == {
+            k: (sorted(v["SS"]) if "SS" in v else v) for k, v in attrs.items()
+        }

@@ -217,8 +217,9 @@ class ProtocolRun:
         failures: dict[str, str],
         live: dict[str, Account],
     ) -> None:
-        """Accounts with resting orders step again every reprice delay until the timeout has passed (A8),
-        before the next scheduled moment; the others wait for it."""
+        """Accounts with resting orders have them worked every reprice delay until the timeout has passed
+        (A8), before the next scheduled moment (`TradingCycle.work`: scans and entries keep the moments);
+        the others wait for it."""
         rules = self._cfg.orders
         delay = timedelta(seconds=rules.reprice_after_seconds)
         deadline = moment + timedelta(seconds=rules.timeout_seconds)
@@ -229,7 +230,7 @@ class ProtocolRun:
                 return
             self._advance_to(at)
             self._step_broker()
-            resting = self._step_all(tallies, failures, live, resting, is_close=False)
+            resting = self._step_all(tallies, failures, live, resting, is_close=False, work_only=True)
 
     def _step_all(
         self,
@@ -239,8 +240,10 @@ class ProtocolRun:
         account_ids: Iterable[str],
         *,
         is_close: bool,
+        work_only: bool = False,
     ) -> set[str]:
-        """Step these accounts once; the ones left with resting orders."""
+        """Step these accounts once (or only work their orders, between moments); the ones left with
+        resting orders."""
         resting: set[str] = set()
         for account_id in list(account_ids):
             tally = tallies[account_id]
@@ -249,7 +252,7 @@ class ProtocolRun:
             if is_close:
                 tally.before_close = live[account_id]
             try:
-                report = self._cycle.step(account_id)
+                report = self._cycle.work(account_id) if work_only else self._cycle.step(account_id)
             except AllUseError as err:  # an expected refusal (market gap, broker reject): this step only
                 self._step_problem(account_id, tally, f"{type(err).__name__}: {err}")
                 continue

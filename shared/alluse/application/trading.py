@@ -18,6 +18,9 @@ while the market is open:
    by step 1 of the next run, and the deterministic intent id means the broker never holds two orders
    for one intent.
 
+Between moments, `work` does steps 1-3 only (and watches what filled): orders are worked at their own
+cadence (A8), scans at theirs (A5).
+
 Accounts never wait on each other: a fleet runs this per account (see `run_fleet_step`).
 With `carry_state`, a cycle keeps each account's record, orders and configuration between its steps
 (one run = one cycle) and writes behind: only SUBMITTING of a new intent and a few protocol facts (an L3
@@ -31,7 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -248,8 +251,21 @@ class TradingCycle:
         # Answers for the current instant: every account of a fleet asks them at the same one.
         self._last_mode: tuple[datetime, WeekModeConfig, WeekMode | None] | None = None
         self._last_windows: tuple[datetime, AllUseConfig, dict[SleeveKind, bool]] | None = None
+        self._inputs_at: tuple[datetime, int] | None = None
+        self._prices: dict[str, float] = {}
+        self._atrs_now: dict[str, float] = {}
 
     def step(self, account_id: str) -> StepReport:
+        """One moment of the weekly routine (see the module notes)."""
+        return self._on(account_id, self._advance)
+
+    def work(self, account_id: str) -> StepReport:
+        """Between the run's moments: reconcile and book, then work the resting orders (A8) and watch
+        what filled from the underlying at its fill (A5). The scan, the breakers and entries keep their
+        own cadence (A5: every `atr_protocol.scan_interval_minutes`), so they wait for the next step."""
+        return self._on(account_id, self._work)
+
+    def _on(self, account_id: str, advance: Callable[[_Carried, StepReport], None]) -> StepReport:
         now = self._clock.now()
         report = StepReport(account_id, now)
         carried = self._carried.pop(account_id, None)  # popped: an error below leaves nothing stale behind
@@ -262,7 +278,7 @@ class TradingCycle:
                 )
             return report  # a fork's child trades once its funding is confirmed (A9)
         state = carried or self._read(account)
-        self._advance(state, report)
+        advance(state, report)
         report.account = state.account
         if self._carry:
             self._carried[account_id] = state
@@ -289,10 +305,7 @@ class TradingCycle:
         return _Unsaved(events=self._owed.pop(account_id, []))
 
     def _advance(self, state: _Carried, report: StepReport) -> None:
-        changed = self._reconcile(state, report)
-        account = self._book(state.account, state.orders, state.cfg, report)
-        events = self._booking_events(report)
-        state.account = self._commit(account, changed.values(), events, state.unsaved, durable=False)
+        self._sync(state, report)
         if self._calendar.is_open(report.at):
             self._work_orders(state, report)
             self._protect(state, report)
@@ -303,6 +316,20 @@ class TradingCycle:
                 state.account = self._enter(state, report)
             self._watch_new(state, report)
         report.working = any(o.state.is_worked for o in state.live_orders())
+
+    def _work(self, state: _Carried, report: StepReport) -> None:
+        self._sync(state, report)
+        if self._calendar.is_open(report.at):
+            self._work_orders(state, report)
+            self._watch_new(state, report)
+        report.working = any(o.state.is_worked for o in state.live_orders())
+
+    def _sync(self, state: _Carried, report: StepReport) -> None:
+        """Steps 1 and 2: the broker's news adopted and booked (written behind)."""
+        changed = self._reconcile(state, report)
+        account = self._book(state.account, state.orders, state.cfg, report)
+        events = self._booking_events(report)
+        state.account = self._commit(account, changed.values(), events, state.unsaved, durable=False)
 
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
         """Store the judged week (mode guessed and confirmed, type code per sleeve) in the account's chain."""
@@ -350,13 +377,16 @@ class TradingCycle:
         live = state.live_orders()
         open_at_broker = self._broker.open_orders(brokerage_id)
         listed = {b.client_ref for b in open_at_broker}
+        newer = self._newer_versions_filled(state, brokerage_id, listed)
+        if not (live or open_at_broker or newer):
+            return {}  # nothing in flight on either side: nothing to reconcile (most steps)
         finished = [
             record
             for o in live
             if o.intent_id not in listed and (record := self._broker.order_by_ref(brokerage_id, o.intent_id))
         ]
         stale = [orders[r] for r in listed if r in orders and orders[r].state.is_terminal]  # broker still works it
-        finished += self._newer_versions_filled(state, brokerage_id, listed)
+        finished += newer
         absent = {o.intent_id for o in live} - listed - {b.client_ref for b in finished}
         executions = [e for e in self._broker.executions(brokerage_id) if e.client_ref in absent] if absent else []
         result = reconcile([*live, *stale], [*open_at_broker, *finished], executions, report.at, cfg.orders)
@@ -612,9 +642,7 @@ class TradingCycle:
         shift: Decimal,
         report: StepReport,
     ) -> list[LevelChange]:
-        tickers = {p.underlying for p in positions}
-        prices = {t: self._market.price(t, report.at) for t in tickers}
-        atrs = {t: a for t in tickers if (a := self._atr(t, _day(report.at), cfg.atr_protocol.atr_period))}
+        prices, atrs = self._scan_inputs(positions, report.at, cfg.atr_protocol.atr_period)
         changes = evaluate(positions, prices, atrs, report.at, cfg, delta_shift=shift)
         for change in changes:
             title = f"ATR L{int(change.from_level)}→L{int(change.to_level)} {change.contract.symbol}"
@@ -622,6 +650,23 @@ class TradingCycle:
             self._alert(account, AlertType.PROTOCOL_BREACH, priority, title, str(change.plan), report.at)
         report.level_changes += changes
         return changes
+
+    def _scan_inputs(
+        self, positions: Sequence[ProtectedPosition], at: datetime, period: int
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Prices and ATRs of the positions' underlyings, kept for the instant: the fleet's accounts hold
+        the same few tickers."""
+        if self._inputs_at != (at, period):
+            self._inputs_at, self._prices, self._atrs_now = (at, period), {}, {}
+        prices, atrs, today = self._prices, self._atrs_now, None
+        for position in positions:
+            ticker = position.underlying
+            if ticker not in prices:
+                today = today or _day(at)
+                prices[ticker] = self._market.price(ticker, at)
+                if (atr := self._atr(ticker, today, period)) is not None:
+                    atrs[ticker] = atr
+        return prices, atrs
 
     def _act(
         self,

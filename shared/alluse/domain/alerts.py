@@ -22,7 +22,8 @@ one noisy account must not silence another's breach alerts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
@@ -141,11 +142,20 @@ def _cap(alert_type: AlertType, config: AlertsConfig) -> int:
 @dataclass(frozen=True)
 class AlertGate:
     """What the gate remembers: recent copies (for de-duplication), recent deliveries (for caps) and the
-    alerts held for the next session. Never mutated; memory older than its window is pruned on every offer."""
+    alerts held for the next session. Never mutated. Duplicates and caps are per account, so copies and
+    deliveries are kept by account: an offer reads and prunes (past its window) only its account's."""
 
-    seen: tuple[_Seen, ...] = ()
-    delivered: tuple[_Delivery, ...] = ()
+    seen_by: Mapping[str | None, tuple[_Seen, ...]] = field(default_factory=dict)
+    delivered_by: Mapping[str | None, tuple[_Delivery, ...]] = field(default_factory=dict)
     held: tuple[Alert, ...] = ()
+
+    @property
+    def seen(self) -> tuple[_Seen, ...]:
+        return tuple(s for copies in self.seen_by.values() for s in copies)
+
+    @property
+    def delivered(self) -> tuple[_Delivery, ...]:
+        return tuple(d for deliveries in self.delivered_by.values() for d in deliveries)
 
     def offer(
         self,
@@ -156,7 +166,7 @@ class AlertGate:
         trading_day: bool | None = None,
     ) -> tuple[AlertGate, Decision]:
         """Decide what happens to `alert` at `at`; returns the new gate and the decision with its reason."""
-        gate = self._pruned(_aware(at, "at"), config)
+        gate = self._pruned(_aware(at, "at"), config, alert.account_id)
         duplicate = gate._duplicate_of(alert)
         if duplicate is not None:
             return gate, _suppressed(duplicate, config)
@@ -182,19 +192,21 @@ class AlertGate:
             results.append((alert, decision))
         return gate, results
 
-    def _pruned(self, at: datetime, config: AlertsConfig) -> AlertGate:
+    def _pruned(self, at: datetime, config: AlertsConfig, account_id: str | None) -> AlertGate:
         dedupe_from = at - timedelta(seconds=config.dedupe_window_seconds)
         caps_from = at - timedelta(seconds=config.cap_window_seconds)
+        seen = tuple(s for s in self.seen_by.get(account_id, ()) if s.at > dedupe_from)
+        delivered = tuple(d for d in self.delivered_by.get(account_id, ()) if d.at > caps_from)
         return replace(
             self,
-            seen=tuple(s for s in self.seen if s.at > dedupe_from),
-            delivered=tuple(d for d in self.delivered if d.at > caps_from),
+            seen_by={**self.seen_by, account_id: seen},
+            delivered_by={**self.delivered_by, account_id: delivered},
         )
 
     def _duplicate_of(self, alert: Alert) -> _Seen | None:
         """A remembered (delivered or held) copy of the same news at the same or a higher priority."""
         held = (_Seen(a.account_id, a.dedupe_key, a.priority, a.at) for a in self.held)
-        for seen in (*self.seen, *held):
+        for seen in (*self.seen_by.get(alert.account_id, ()), *held):
             same = seen.account_id == alert.account_id and seen.dedupe_key == alert.dedupe_key
             if same and alert.priority <= seen.priority:
                 return seen
@@ -212,15 +224,18 @@ class AlertGate:
 
     def _capped_or_delivered(self, alert: Alert, at: datetime, config: AlertsConfig) -> tuple[AlertGate, Decision]:
         cap = _cap(alert.type, config)
-        used = sum(1 for d in self.delivered if d.account_id == alert.account_id and d.type is alert.type)
+        used = sum(1 for d in self.delivered_by.get(alert.account_id, ()) if d.type is alert.type)
         window = f"{used} {alert.type.value} in the last {config.cap_window_seconds} s, cap {cap}"
         if used >= cap and alert.priority < Priority.CRITICAL:
             return self, Decision(GateOutcome.CAPPED, f"{window}: dropped")
         reason = f"{window}: CRITICAL is never capped" if used >= cap else window
+        account = alert.account_id
+        seen = (*self.seen_by.get(account, ()), _Seen(account, alert.dedupe_key, alert.priority, at))
+        deliveries = (*self.delivered_by.get(account, ()), _Delivery(account, alert.type, at))
         delivered = replace(
             self,
-            seen=(*self.seen, _Seen(alert.account_id, alert.dedupe_key, alert.priority, at)),
-            delivered=(*self.delivered, _Delivery(alert.account_id, alert.type, at)),
+            seen_by={**self.seen_by, account: seen},
+            delivered_by={**self.delivered_by, account: deliveries},
         )
         return delivered, Decision(GateOutcome.DELIVER, reason)
 

@@ -10,6 +10,9 @@ Two fixes make moto behave like DynamoDB where the store depends on it (`_tune_m
   restores exactly those if the transaction is cancelled.
 - moto answers a Query on the table's key by sorting every item of the table; it is shown only
   the queried partition instead, so a query costs what the partition holds, as in DynamoDB.
+- moto reads a TransactWriteItems request by walking botocore's shapes over every attribute (the
+  commit path's largest cost). In DynamoDB's JSON protocol the body already is the parameters, but
+  for binary values (base64): such a body is read with `json.loads` unless it holds a binary type.
 """
 
 from __future__ import annotations
@@ -133,6 +136,15 @@ def _tune_moto_dynamodb() -> None:
         finally:
             del Table.__deepcopy__  # type: ignore[attr-defined]
 
+    parse_parameters = DynamoHandler.parse_parameters
+
+    def parse_transact_write_as_json(self: DynamoHandler, request: Any) -> None:
+        body = request.data
+        text = body.decode() if isinstance(body, bytes) else body
+        if self._get_action() != "TransactWriteItems" or '"B":' in text or '"BS":' in text:
+            return parse_parameters(self, request)
+        self.params = json.loads(text)
+
     table_query = Table.query
 
     def partition_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
@@ -148,6 +160,7 @@ def _tune_moto_dynamodb() -> None:
 
     Table.query = partition_query  # type: ignore[method-assign]
     DynamoHandler.call_action = serialized_call_action  # type: ignore[method-assign]
+    DynamoHandler.parse_parameters = parse_transact_write_as_json  # type: ignore[method-assign,assignment]
     DynamoDBBackend.transact_write_items = transact_write_items_with_item_backups  # type: ignore[method-assign]
     _tuned = True
 
@@ -162,7 +175,10 @@ def _backup(backend: DynamoDBBackend, entry: dict[str, Any]) -> tuple[Table, Any
     attrs = op["Item"] if op_type == "Put" else op["Key"]
     hash_value = DynamoType(attrs[table.hash_key_attr])
     range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
-    return table, hash_value, range_value, copy.deepcopy(table.get_item(hash_value, range_value))
+    current = table.get_item(hash_value, range_value)
+    # A Put or Delete replaces the stored item object and leaves it as it was: keeping it is the backup.
+    # Only an Update changes it in place.
+    return table, hash_value, range_value, copy.deepcopy(current) if op_type == "Update" else current
 
 
 def _restore(table: Table, hash_value: Any, range_value: Any, item: Item | None) -> None:
