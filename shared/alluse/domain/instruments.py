@@ -44,6 +44,17 @@ class OptionContract:
         if self.strike_cents <= 0:
             raise ValidationFailed(f"strike must be positive (got {self.strike_cents} cents)", field="strike")
 
+    def __hash__(self) -> int:  # explicit, so dataclass keeps it: hashed once per contract object
+        return self._hash
+
+    @cached_property  # a contract is a key of every memo of marks, positions and watches
+    def _hash(self) -> int:
+        return hash((self.underlying, self.expiry, self.strike_cents, self.right))
+
+    def __getstate__(self) -> dict[str, object]:
+        # Never pickled: a string's hash differs between processes (a worker's contracts reach the runner).
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     @property
     def multiplier(self) -> int:
         return OPTION_MULTIPLIER

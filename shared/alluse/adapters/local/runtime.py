@@ -13,11 +13,13 @@ Two fixes make moto behave like DynamoDB where the store depends on it (`_tune_m
 - moto reads a TransactWriteItems request by walking botocore's shapes over every attribute (the
   commit path's largest cost). In DynamoDB's JSON protocol the body already is the parameters, but
   for binary values (base64): such a body is read with `json.loads` unless it holds a binary type.
+- moto lists a handler class's methods (inspect.getmembers) on every request; the list is kept.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import fcntl
 import json
 import os
@@ -30,6 +32,7 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.core import responses as moto_responses
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
@@ -144,6 +147,9 @@ def _tune_moto_dynamodb() -> None:
         if self._get_action() != "TransactWriteItems" or '"B":' in text or '"BS":' in text:
             return parse_parameters(self, request)
         self.params = json.loads(text)
+
+    listed = functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class)  # type: ignore[attr-defined]
+    moto_responses.method_names_from_class = listed  # type: ignore[attr-defined]
 
     table_query = Table.query
 
