@@ -19,8 +19,8 @@ Two fixes make moto behave like DynamoDB where the store depends on it (`_tune_m
 from __future__ import annotations
 
 import copy
-import functools
 import fcntl
+import functools
 import json
 import os
 import threading
