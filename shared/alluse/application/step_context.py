@@ -56,7 +56,8 @@ class StepReport:
 class Unsaved:
     """What a carried run has not written yet: acknowledgements, adopted broker states and bookings.
 
-    Only SUBMITTING before a new intent is placed cannot wait. Everything else but the week's record is
+    Only SUBMITTING before a new intent (or an exit's replacement) is placed cannot wait, nor can the
+    protocol facts that must survive (an L3 pause, SAFE). Everything else but the week's record is
     derived from the broker (orders by ref, fills and settlements by position in its lists), so if this
     memory is lost the next step reads the stored account and derives it again: nothing is lost or booked
     twice, the store is just behind until the account's next write. The week's record is not derivable: a

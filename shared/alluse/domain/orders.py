@@ -618,12 +618,12 @@ def _adoption(order: ManagedOrder, broker: BrokerOrder, at: datetime) -> Managed
 
 
 def adopt_newer_version(prior: ManagedOrder, broker: BrokerOrder, at: datetime) -> ManagedOrder | str:
-    """A newer version of a known intent, found at the broker (a reprice or chase whose record was still
-    to be written when memory was lost): built from the version before it and the broker's request, in
-    the broker's state; or why the broker's order cannot be that.
+    """A newer version of a known intent, found at the broker (a reprice written behind, its record lost
+    with the memory that held it): built from the version before it and the broker's request, in the
+    broker's state; or why the broker's order cannot be that.
 
-    Safe because only the intent's first version creates exposure the store must know of before the
-    broker does: a replacement of a known intent is for no more than what the intent asked."""
+    Safe because the intent is known, so it is never placed afresh: an order under its next version, for
+    the same instrument and side and no more than the intent asked, can only be its replacement."""
     ref, request = broker.client_ref, broker.request
     if _stem_or_none(ref) != prior.stem or intent_version(ref) <= prior.version:
         return f"broker ref {ref} is not a newer version of {prior.intent_id}"
