@@ -60,7 +60,7 @@ from alluse.domain.brokerage import BrokerOrder, Execution, Settlement, Settleme
 from alluse.domain.config import AllUseConfig, WeekModeConfig, effective_config
 from alluse.domain.errors import AllUseError, Conflict
 from alluse.domain.indicators import average_true_range
-from alluse.domain.instruments import Equity, Instrument, OptionContract
+from alluse.domain.instruments import Equity, Instrument
 from alluse.domain.ledger import book_execution, book_settlement, option_mark_cents
 from alluse.domain.market import NEW_YORK
 from alluse.domain.money import cents_of_price
@@ -123,7 +123,7 @@ class TradingCycle:
         self._modes: dict[tuple[date, WeekModeConfig], WeekMode | None] = {}  # one index read per day
         self._atrs: dict[tuple[str, date, int], float | None] = {}  # one ATR per ticker per day
         self._marks_at: datetime | None = None
-        self._mark_memo: dict[Instrument, int] = {}
+        self._mark_memo: dict[str, int] = {}
         # Events the broker cannot give back (the week's record) left unwritten by a failed step: they
         # go with the account's next write.
         self._owed: dict[str, list[AuditEvent]] = {}
@@ -532,27 +532,31 @@ def index_week_mode(market: MarketData, config: WeekModeConfig, week_start: date
 
 
 def marks_at(
-    market: MarketData, account: Account, at: datetime, *, memo: dict[Instrument, int] | None = None
+    market: MarketData, account: Account, at: datetime, *, memo: dict[str, int] | None = None
 ) -> dict[Instrument, int]:
     """Marks of everything the account holds: shares at the price, options at mid, else intrinsic.
-    `memo` holds marks already read at `at` (the caller's to keep to one instant)."""
-    held = {i for b in account.sleeves.values() for i, q in b.positions.items() if q}
+    `memo` holds marks already read at `at`, by symbol (the caller's to keep to one instant; accounts
+    hold equal contracts as distinct objects, and a symbol compares cheaper than a contract)."""
     memo = {} if memo is None else memo
     marks: dict[Instrument, int] = {}
-    for instrument in held:
-        if instrument in memo:
-            marks[instrument] = memo[instrument]
-            continue
-        if isinstance(instrument, Equity):
-            marks[instrument] = cents_of_price(market.price(instrument.ticker, at))
-        elif isinstance(instrument, OptionContract):
-            chain = market.chain(instrument.underlying, at)
-            row = chain.row_of(instrument)
-            mid = (int(chain.bid_cents[row]) + int(chain.ask_cents[row])) // 2 if row is not None else None
-            spot = cents_of_price(market.price(instrument.underlying, at))
-            marks[instrument] = option_mark_cents(instrument, mid, spot)
-        memo[instrument] = marks[instrument]
+    for balance in account.sleeves.values():
+        for instrument, quantity in balance.positions.items():
+            if not quantity or instrument in marks:
+                continue
+            mark = memo.get(instrument.symbol)
+            if mark is None:
+                mark = memo[instrument.symbol] = _mark(market, instrument, at)
+            marks[instrument] = mark
     return marks
+
+
+def _mark(market: MarketData, instrument: Instrument, at: datetime) -> int:
+    if isinstance(instrument, Equity):
+        return cents_of_price(market.price(instrument.ticker, at))
+    chain = market.chain(instrument.underlying, at)
+    row = chain.row_of(instrument)
+    mid = (int(chain.bid_cents[row]) + int(chain.ask_cents[row])) // 2 if row is not None else None
+    return option_mark_cents(instrument, mid, cents_of_price(market.price(instrument.underlying, at)))
 
 
 def _closing(
