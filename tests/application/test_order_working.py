@@ -650,16 +650,23 @@ def test_a_lost_memory_between_reprices_goes_on_from_the_store_and_the_broker(wo
     assert world.broker.two_live == []
 
 
+def crash_around_the_replacement(world: World, when: str) -> tuple[ManagedOrder, str]:
+    """A partly filled entry, then the process dies as its reprice v2 is being placed ("placing") or
+    just after the broker took it ("placed"); the entry and v2's ref."""
+    v1 = partially_filled_entry(world)
+    v2_ref = version(v1, 2)
+    world.broker.crash = lambda kind, ref: kind == when and ref == v2_ref
+    with pytest.raises(SystemExit):
+        world.step_at(t(3))
+    world.broker.crash = lambda kind, ref: False
+    return v1, v2_ref
+
+
 def test_a_crash_after_the_broker_took_the_replacement_adopts_it_from_the_broker(partial_world: World) -> None:
     """The replacement of an entry is written behind: the store has not heard of v2 when the carried
     memory is lost, and the broker's order under v2 (same intent, no more than it asked) is adopted."""
     world = partial_world
-    v1 = partially_filled_entry(world)
-    v2_ref = version(v1, 2)
-    world.broker.crash = lambda kind, ref: kind == "placed" and ref == v2_ref
-    with pytest.raises(SystemExit):
-        world.step_at(t(3))
-    world.broker.crash = lambda kind, ref: False
+    v1, v2_ref = crash_around_the_replacement(world, "placed")
     assert v2_ref not in world.stored()
 
     fresh = world.new_cycle(carry_state=False)
@@ -681,12 +688,7 @@ def test_a_replacement_filled_before_memory_came_back_is_adopted_and_booked_once
     """v2 (written behind) is placed, memory is lost, and v2 fills before the next step: the broker no
     longer lists it as open, but its fill names it, so it is adopted from the broker's record and booked."""
     world = partial_world
-    v1 = partially_filled_entry(world)
-    v2_ref = version(v1, 2)
-    world.broker.crash = lambda kind, ref: kind == "placed" and ref == v2_ref
-    with pytest.raises(SystemExit):
-        world.step_at(t(3))
-    world.broker.crash = lambda kind, ref: False
+    v1, v2_ref = crash_around_the_replacement(world, "placed")
     world.board.pin(PUT_199, (199, 220), since=t(4))  # v2 (at 1.99) is marketable now
     world.clock.advance_to(t(4))
     while world.paper.order_by_ref(world.brokerage_id, v2_ref).status is not OrderStatus.FILLED:  # type: ignore[union-attr]
@@ -708,12 +710,7 @@ def test_a_crash_before_the_broker_took_the_replacement_ends_the_entry_like_a_ti
     """v1 was cancelled and v2 never reached the broker: the rest of the entry is not made (as when it
     times out); what filled is booked once and the intent is never placed again."""
     world = partial_world
-    v1 = partially_filled_entry(world)
-    v2_ref = version(v1, 2)
-    world.broker.crash = lambda kind, ref: kind == "placing" and ref == v2_ref
-    with pytest.raises(SystemExit):
-        world.step_at(t(3))
-    world.broker.crash = lambda kind, ref: False
+    v1, v2_ref = crash_around_the_replacement(world, "placing")
 
     fresh = world.new_cycle(carry_state=False)
     for k in (4, 7, 60):

@@ -242,25 +242,27 @@ def test_a_carried_run_writes_behind_and_release_writes_the_rest(world: World) -
     assert AuditService(world.store).verify(account_id).ok
 
 
-def test_a_week_record_held_back_survives_a_failed_step(world: World) -> None:
-    """The broker cannot give a week's record back, so a failed step hands it on rather than drop it."""
+def week_closed_then_failed(world: World) -> tuple[str, TradingCycle]:
+    """A carried cycle records an account's week, then a step of it fails: what was carried is dropped."""
     [account_id] = world.ids
     carried = world.carried_cycle()
     carried.step(account_id)
     carried.record_week(account_id, [])
-    carried.report_failure(account_id, "boom")  # what was carried is dropped ...
-    carried.step(account_id)  # ... the account is read afresh, the record still owed
+    carried.report_failure(account_id, "boom")
+    return account_id, carried
+
+
+def test_a_week_record_held_back_survives_a_failed_step(world: World) -> None:
+    """The broker cannot give a week's record back, so a failed step hands it on rather than drop it."""
+    account_id, carried = week_closed_then_failed(world)
+    carried.step(account_id)  # the account is read afresh, the record still owed
     carried.release([account_id])
     assert len(week_records(world, account_id)) == 1
     assert AuditService(world.store).verify(account_id).ok
 
 
 def test_a_week_record_owed_by_a_failed_step_is_written_on_release(world: World) -> None:
-    [account_id] = world.ids
-    carried = world.carried_cycle()
-    carried.step(account_id)
-    carried.record_week(account_id, [])
-    carried.report_failure(account_id, "boom")
+    account_id, carried = week_closed_then_failed(world)
     carried.release([account_id])  # not carried any more: read afresh and written with what is owed
     assert len(week_records(world, account_id)) == 1
     carried.release([account_id])
