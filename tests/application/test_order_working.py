@@ -34,6 +34,7 @@ from alluse.application.accounts import AccountService
 from alluse.application.audit import AuditService
 from alluse.application.clock import SimulatedClock
 from alluse.application.configuration import ConfigChange, ConfigurationService
+from alluse.application.ports import AccountChange
 from alluse.application.simulation import ProtocolRun
 from alluse.application.trading import StepReport, TradingCycle
 from alluse.domain.accounts import Account
@@ -45,7 +46,14 @@ from alluse.domain.errors import MarketDataGap
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.ledger import broker_mismatches
 from alluse.domain.market import NEW_YORK, DailyBars, IntradayBars, OptionChain
-from alluse.domain.orders import ManagedOrder, OrderState, intent_purpose, intent_stem, intent_version
+from alluse.domain.orders import (
+    ManagedOrder,
+    OrderState,
+    apply_broker_order,
+    intent_purpose,
+    intent_stem,
+    intent_version,
+)
 from alluse.domain.protection import watch_key
 from alluse.domain.sleeves import SleeveKind
 from tests.conftest import new_account
@@ -704,6 +712,28 @@ def test_a_replacement_filled_before_memory_came_back_is_adopted_and_booked_once
     assert account.executions_booked == len(executions) and len(executions) == v1.request.quantity
     assert account.sleeve(GEN).positions.get(PUT_199) == -v1.request.quantity  # every contract once
     assert world.mismatches() == []
+
+
+def test_a_replacement_is_adopted_even_when_the_version_before_it_was_written_final(world: World) -> None:
+    """Another write of the same pass (an exit's, written first) took the entry's cancelled v1 with it while
+    v2 waited in memory, and the memory was lost: v2 is adopted from the final v1 it continues, not taken
+    for an orphan that would hold up every later booking."""
+    v1 = world.enter()
+    world.step_at(t(3))  # the reprice: v1 cancelled, v2 placed, both written behind
+    v2_ref = version(v1, 2)
+    final_v1 = apply_broker_order(
+        world.stored()[v1.intent_id],
+        world.paper.order_by_ref(world.brokerage_id, v1.intent_id),
+        t(3),  # type: ignore[arg-type]
+    )
+    assert final_v1.state is OrderState.CANCELLED and v2_ref not in world.stored()
+    world.store.commit(AccountChange(account=world.store.get(world.account_id), audit=(), orders=[final_v1]))
+
+    report = world.step_at(t(4), world.new_cycle(carry_state=False))
+
+    assert not report.problems
+    assert world.stored()[v2_ref].state is OrderState.WORKING
+    assert [o.client_ref for o in world.live()] == [v2_ref] and world.broker.two_live == []
 
 
 def test_a_crash_before_the_broker_took_the_replacement_ends_the_entry_like_a_timeout(partial_world: World) -> None:

@@ -18,6 +18,7 @@ from alluse.application.clock import SimulatedClock
 from alluse.application.trading import TradingCycle, run_fleet_step
 from alluse.domain.brokerage import OrderRequest, SettlementKind
 from alluse.domain.config import default_config
+from alluse.domain.errors import MarketDataGap
 from alluse.domain.instruments import OptionContract, OptionRight
 from alluse.domain.ledger import broker_mismatches
 from alluse.domain.market import NEW_YORK
@@ -242,27 +243,38 @@ def test_a_carried_run_writes_behind_and_release_writes_the_rest(world: World) -
     assert AuditService(world.store).verify(account_id).ok
 
 
-def week_closed_then_failed(world: World) -> tuple[str, TradingCycle]:
-    """A carried cycle records an account's week, then a step of it fails: what was carried is dropped."""
+def week_closed_then_failed(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[str, TradingCycle]:
+    """A carried cycle records an account's week, then a step of it raises (as a run sees it: the step
+    raises, then the failure is reported): what was carried is dropped."""
     [account_id] = world.ids
     carried = world.carried_cycle()
     carried.step(account_id)
     carried.record_week(account_id, [])
-    carried.report_failure(account_id, "boom")
+
+    def broker_down(brokerage_id: str) -> list[object]:
+        raise MarketDataGap("broker unreachable", field="broker")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.broker, "open_orders", broker_down)
+        with pytest.raises(MarketDataGap):
+            carried.step(account_id)
+    carried.report_failure(account_id, "broker unreachable")
     return account_id, carried
 
 
-def test_a_week_record_held_back_survives_a_failed_step(world: World) -> None:
+def test_a_week_record_held_back_survives_a_failed_step(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """The broker cannot give a week's record back, so a failed step hands it on rather than drop it."""
-    account_id, carried = week_closed_then_failed(world)
+    account_id, carried = week_closed_then_failed(world, monkeypatch)
     carried.step(account_id)  # the account is read afresh, the record still owed
     carried.release([account_id])
     assert len(week_records(world, account_id)) == 1
     assert AuditService(world.store).verify(account_id).ok
 
 
-def test_a_week_record_owed_by_a_failed_step_is_written_on_release(world: World) -> None:
-    account_id, carried = week_closed_then_failed(world)
+def test_a_week_record_owed_by_a_failed_step_is_written_on_release(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account_id, carried = week_closed_then_failed(world, monkeypatch)
     carried.release([account_id])  # not carried any more: read afresh and written with what is owed
     assert len(week_records(world, account_id)) == 1
     carried.release([account_id])

@@ -544,6 +544,13 @@ def test_a_broker_order_that_cannot_be_the_next_version_is_a_mismatch(changes: d
     assert result.orders == (cancelled,) and result.of(AlertOrphan) == ()
 
 
+def test_a_newer_version_for_more_than_was_left_to_fill_is_not_adopted() -> None:
+    partly = replace(in_state(S.CANCELLED), broker_order_id="P-1", filled_quantity=3, fill_value_cents=3 * 30_500)
+    assert "left to fill" in str(adopt_newer_version(partly, reprice_at_broker(partly, OrderStatus.SUBMITTED), NOW))
+    rest = reprice_at_broker(partly, OrderStatus.SUBMITTED, quantity=7)
+    assert not isinstance(adopt_newer_version(partly, rest, NOW), str)
+
+
 def test_an_older_version_is_not_adopted_as_newer() -> None:
     v2 = walk(replacement(walk(planned(), S.CANCELLED), 300), S.SUBMITTING)
     v1_at_broker = at_broker(planned(), OrderStatus.CANCELLED, broker_id="P-1")

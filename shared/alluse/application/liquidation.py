@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from alluse.application.market_ports import MarketData
-from alluse.application.protection import exit_allowed
-from alluse.application.step_context import Carried, StepDesk, StepReport, week_of
+from alluse.application.step_context import Carried, StepDesk, StepReport, exit_allowed, week_of
 from alluse.domain.brokerage import OrderRequest, OrderType, Side
 from alluse.domain.errors import AllUseError, MarketDataGap
 from alluse.domain.instruments import Instrument, OptionContract

@@ -64,7 +64,7 @@ class OrderWorking:
         if exits:
             report.repriced += self._desk.place(state, exits, report)
         if entries:
-            report.repriced += self._desk.place(state, entries, report, new_intents=False)
+            report.repriced += self._desk.place(state, entries, report, write_first=False)
 
     def _chase(self, state: Carried, order: ManagedOrder, report: StepReport) -> ManagedOrder | None:
         """An exit (ATR close, roll buy-back, liquidation) that timed out is not given up: what is left is

@@ -10,7 +10,16 @@ from datetime import datetime
 from decimal import Decimal
 
 from alluse.application.market_ports import MarketData
-from alluse.application.step_context import Carried, MarketReadings, StepDesk, StepReport, day_of, risk_context, week_of
+from alluse.application.step_context import (
+    Carried,
+    MarketReadings,
+    StepDesk,
+    StepReport,
+    day_of,
+    exit_allowed,
+    risk_context,
+    week_of,
+)
 from alluse.domain.accounts import Account, AccountStatus
 from alluse.domain.alerts import AlertType, Priority
 from alluse.domain.atr_protocol import (
@@ -283,19 +292,6 @@ class Protection:
         if account.protocol.day != today:
             account = start_day(account, today, equity)
         return account, breaker_trip(account, equity, cfg.circuit_breakers)
-
-
-def exit_allowed(desk: StepDesk, state: Carried, intent: OrderIntent, sleeve: SleeveKind, report: StepReport) -> bool:
-    """An exit passes the engine too (A7: every order); only a halt or a non-trading account stops it."""
-    instrument = intent.instrument
-    underlying = instrument.underlying if isinstance(instrument, OptionContract) else instrument.symbol
-    context = risk_context(state.account, sleeve, underlying, state.cfg, desk.kill_switches(), at=report.at)
-    decision = check(intent, context)
-    if not decision.allowed:
-        why = f"{intent.instrument.symbol}: exit refused: {decision.reason}: {decision.message}"
-        report.problems.append(why)
-        desk.alert(state.account, AlertType.PROTOCOL_BREACH, Priority.CRITICAL, "exit refused", why, report.at)
-    return decision.allowed
 
 
 def _protective_ref(

@@ -124,34 +124,38 @@ class ProtocolRun:
         history: dict[str, list[AccountWeek]] = {a.account_id: [] for a in accounts}
         failures: dict[str, str] = {}
         live = {a.account_id: a for a in accounts}
-        for n in range(weeks):
-            monday = first_monday + timedelta(weeks=n)
-            tallies = {i: _Tally(a) for i, a in live.items() if i not in failures}
-            sessions = [d for d in (monday + timedelta(days=k) for k in range(5)) if self._calendar.is_session(d)]
-            for day in sessions:
-                close = self._calendar.close_at(day)
-                moments = step_moments(day, self._calendar.open_at(day), close, self._cfg)
-                for moment, following in zip(moments, [*moments[1:], None], strict=True):
-                    self._advance_to(moment)
-                    self._step_broker()
-                    if moment == moments[0] and self._watchdog is not None:
-                        for child in self._lifecycle(day, day == sessions[0], live, failures):
-                            names[child.account_id], start_equity[child.account_id] = child.name, child.cash_cents
-                            history[child.account_id], live[child.account_id] = [], child
-                            tallies[child.account_id] = _Tally(child)
-                    resting = self._step_all(tallies, failures, live, tallies.keys(), is_close=moment > close)
-                    self._work_resting(resting, moment, following, tallies, failures, live)
-            if sessions:
-                confirmed = self._confirmed_mode(monday)
-                for account_id, tally in tallies.items():
-                    if account_id in failures:
-                        continue
-                    try:
-                        history[account_id].append(self._close_week(live[account_id], tally, monday, confirmed))
-                    except Exception as err:  # judging one account's week must not stop the fleet either
-                        failures[account_id] = self._fail(account_id, f"closing the week: {type(err).__name__}: {err}")
-            on_week(n + 1)
-        self._write_behind(live, failures)
+        try:
+            for n in range(weeks):
+                monday = first_monday + timedelta(weeks=n)
+                tallies = {i: _Tally(a) for i, a in live.items() if i not in failures}
+                sessions = [d for d in (monday + timedelta(days=k) for k in range(5)) if self._calendar.is_session(d)]
+                for day in sessions:
+                    close = self._calendar.close_at(day)
+                    moments = step_moments(day, self._calendar.open_at(day), close, self._cfg)
+                    for moment, following in zip(moments, [*moments[1:], None], strict=True):
+                        self._advance_to(moment)
+                        self._step_broker()
+                        if moment == moments[0] and self._watchdog is not None:
+                            for child in self._lifecycle(day, day == sessions[0], live, failures):
+                                names[child.account_id], start_equity[child.account_id] = child.name, child.cash_cents
+                                history[child.account_id], live[child.account_id] = [], child
+                                tallies[child.account_id] = _Tally(child)
+                        resting = self._step_all(tallies, failures, live, tallies.keys(), is_close=moment > close)
+                        self._work_resting(resting, moment, following, tallies, failures, live)
+                if sessions:
+                    confirmed = self._confirmed_mode(monday)
+                    for account_id, tally in tallies.items():
+                        if account_id in failures:
+                            continue
+                        try:
+                            history[account_id].append(self._close_week(live[account_id], tally, monday, confirmed))
+                        except Exception as err:  # judging one account's week must not stop the fleet either
+                            failures[account_id] = self._fail(
+                                account_id, f"closing the week: {type(err).__name__}: {err}"
+                            )
+                on_week(n + 1)
+        finally:  # what waits is written even when the run stops on an error
+            self._write_behind(live, failures)
         lineage = {i: (live[i].parent_id, live[i].lifecycle.merging_into) for i in names}
         return [
             AccountRun(i, names[i], start_equity[i], tuple(history[i]), failures.get(i), *lineage[i])

@@ -20,7 +20,7 @@ from alluse.domain.instruments import Equity, Instrument, OptionContract, Option
 from alluse.domain.market import NEW_YORK
 from alluse.domain.orders import ManagedOrder, intent_stem, intent_stem_or_none
 from alluse.domain.protection import sleeve_paused
-from alluse.domain.risk import BreakerTrip, KillSwitches, RiskContext, RiskDecision, StarlabGrant
+from alluse.domain.risk import BreakerTrip, KillSwitches, OrderIntent, RiskContext, RiskDecision, StarlabGrant, check
 from alluse.domain.sleeves import SleeveKind
 from alluse.domain.strategies import EntryPlan
 from alluse.domain.week import WeekMode
@@ -57,7 +57,8 @@ class Unsaved:
     """What a carried run has not written yet: acknowledgements, adopted broker states and bookings.
 
     Only SUBMITTING before a new intent (or an exit's replacement) is placed cannot wait, nor can the
-    protocol facts that must survive (an L3 pause, SAFE). Everything else but the week's record is
+    protocol facts that must survive (an L3 pause, SAFE and its release, a reinvestment done). Everything
+    else but the week's record is
     derived from the broker (orders by ref, fills and settlements by position in its lists), so if this
     memory is lost the next step reads the stored account and derives it again: nothing is lost or booked
     twice, the store is just behind until the account's next write. The week's record is not derivable: a
@@ -112,7 +113,7 @@ class Carried:
 
 class Place(Protocol):
     def __call__(
-        self, state: Carried, orders: Sequence[ManagedOrder], report: StepReport, *, new_intents: bool = True
+        self, state: Carried, orders: Sequence[ManagedOrder], report: StepReport, *, write_first: bool = True
     ) -> list[ManagedOrder]: ...
 
 
@@ -187,6 +188,19 @@ def risk_context(
         uncovered_shares=max(shares - covered, 0),
         premium_floor_policy=cfg.hitl.premium_floor_policy,
     )
+
+
+def exit_allowed(desk: StepDesk, state: Carried, intent: OrderIntent, sleeve: SleeveKind, report: StepReport) -> bool:
+    """An exit passes the engine too (A7: every order); only a halt or a non-trading account stops it."""
+    instrument = intent.instrument
+    underlying = instrument.underlying if isinstance(instrument, OptionContract) else instrument.symbol
+    context = risk_context(state.account, sleeve, underlying, state.cfg, desk.kill_switches(), at=report.at)
+    decision = check(intent, context)
+    if not decision.allowed:
+        why = f"{intent.instrument.symbol}: exit refused: {decision.reason}: {decision.message}"
+        report.problems.append(why)
+        desk.alert(state.account, AlertType.PROTOCOL_BREACH, Priority.CRITICAL, "exit refused", why, report.at)
+    return decision.allowed
 
 
 def day_of(at: datetime) -> date:

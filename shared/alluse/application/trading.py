@@ -14,17 +14,18 @@ while the market is open:
    is the account's `ProtocolState`;
 5. a merging account liquidates (A10); otherwise, on the first session of a quarter, Rev and Com
    reinvest (A11), then each sleeve's entries are planned (strategies, week-mode delta shift) and pass
-   the risk engine. Every order is saved as SUBMITTING, then placed: a crash after saving is recovered
-   by step 1 of the next run, and the deterministic intent id means the broker never holds two orders
-   for one intent.
+   the risk engine. Every new intent is saved as SUBMITTING, then placed: a crash after saving is
+   recovered by step 1 of the next run, and the deterministic intent id means the broker never holds two
+   orders for one intent (an entry's reprice is written behind; see `_place`).
 
 Between moments, `work` does steps 1-3 only (and watches what filled): orders are worked at their own
 cadence (A8), scans at theirs (A5).
 
 Accounts never wait on each other: a fleet runs this per account (see `run_fleet_step`).
 With `carry_state`, a cycle keeps each account's record, orders and configuration between its steps
-(one run = one cycle) and writes behind: only SUBMITTING of a new intent and a few protocol facts (an L3
-pause, SAFE) are written at once (see `Unsaved`). Any error drops what was carried (but the week's
+(one run = one cycle) and writes behind: only SUBMITTING of a new intent or an exit's replacement and a
+few protocol facts (an L3 pause, SAFE and its release, a reinvestment done) are written at once (see
+`Unsaved`). Any error drops what was carried (but the week's
 record) and the next step reads afresh; `release` writes what waited and hands accounts to another use
 case (the lifecycle watchdog) or ends the run. Configuration changes take effect at the next run.
 
@@ -71,6 +72,7 @@ from alluse.domain.orders import (
     OrderState,
     Resubmit,
     apply_broker_order,
+    intent_stem_or_none,
     reconcile,
     record_resubmission,
     transition,
@@ -176,7 +178,11 @@ class TradingCycle:
                 )
             return report  # a fork's child trades once its funding is confirmed (A9)
         state = carried or self._read(account)
-        advance(state, report)
+        try:
+            advance(state, report)
+        except Exception:
+            self._hand_on(account_id, state.unsaved)  # the rest is dropped: the next step derives it again
+            raise
         report.account = state.account
         if self._carry:
             self._carried[account_id] = state
@@ -232,12 +238,14 @@ class TradingCycle:
     def record_week(self, account_id: str, records: Sequence[WeekRecord]) -> None:
         """Store the judged week (mode guessed and confirmed, type code per sleeve) in the account's chain."""
         carried = self._carried.pop(account_id, None)
-        events = [AuditEvent(WEEK_CLOSED, {"sleeves": [_week_details(r) for r in records]})]
+        event = AuditEvent(WEEK_CLOSED, {"sleeves": [_week_details(r) for r in records]})
         if carried is None:  # nothing carried to write it with: now
-            self._commit(self._store.get(account_id), [], events, self._unsaved_for(account_id))
+            unsaved = self._unsaved_for(account_id)
+            unsaved.events.append(event)
+            self._write_owed(account_id, unsaved)
             return
         # Carried: it goes with the account's next write (`_owed` keeps it if a step fails before then).
-        account = self._commit(carried.account, [], events, carried.unsaved, durable=False)
+        account = self._commit(carried.account, [], [event], carried.unsaved, durable=False)
         self._carried[account_id] = replace(carried, account=account)
 
     def release(self, account_ids: Iterable[str]) -> None:
@@ -248,16 +256,28 @@ class TradingCycle:
             if carried is not None and carried.unsaved.pending:
                 self._commit(carried.account, [], [], carried.unsaved)
             elif carried is None and account_id in self._owed:
-                self._commit(self._store.get(account_id), [], [], self._unsaved_for(account_id))
+                self._write_owed(account_id, self._unsaved_for(account_id))
+
+    def _write_owed(self, account_id: str, unsaved: Unsaved) -> None:
+        """Write what an account not carried owes, on a fresh read; still owed if the write fails."""
+        try:
+            self._commit(self._store.get(account_id), [], [], unsaved)
+        except Exception:
+            self._hand_on(account_id, unsaved)
+            raise
+
+    def _hand_on(self, account_id: str, unsaved: Unsaved) -> None:
+        """Keep what the broker cannot give back (the week's record) for the account's next read."""
+        owed = [e for e in unsaved.events if e.action in _UNDERIVABLE]
+        if owed:
+            self._owed[account_id] = owed
 
     def report_failure(self, account_id: str, why: str) -> None:
         """An account whose step raised: forget what was carried for it, except what the broker cannot
         give back, and alert (the fleet goes on)."""
         carried = self._carried.pop(account_id, None)
         if carried is not None:
-            owed = [e for e in carried.unsaved.events if e.action in _UNDERIVABLE]
-            if owed:
-                self._owed[account_id] = owed
+            self._hand_on(account_id, carried.unsaved)
         now = self._clock.now()
         title = "account step failed"
         alert = Alert(
@@ -287,7 +307,9 @@ class TradingCycle:
         finished += newer
         absent = {o.intent_id for o in live} - listed - {b.client_ref for b in finished}
         executions = [e for e in self._broker.executions(brokerage_id) if e.client_ref in absent] if absent else []
-        result = reconcile([*live, *stale], [*open_at_broker, *finished], executions, report.at, cfg.orders)
+        local = [*live, *stale]
+        local += _priors(orders, [*open_at_broker, *finished], {o.intent_id for o in local})
+        result = reconcile(local, [*open_at_broker, *finished], executions, report.at, cfg.orders)
         changed = {o.intent_id: o for o in result.orders if orders.get(o.intent_id) != o}
         for action in result.actions:
             if isinstance(action, Resubmit):  # same ref: the broker cannot make it a second order
@@ -377,17 +399,19 @@ class TradingCycle:
 
     # --- every phase's orders: placed and cancelled here ---------------------------------------------------
     def _place(
-        self, state: Carried, orders: Sequence[ManagedOrder], report: StepReport, *, new_intents: bool = True
+        self, state: Carried, orders: Sequence[ManagedOrder], report: StepReport, *, write_first: bool = True
     ) -> list[ManagedOrder]:
         """Save the orders as SUBMITTING, place them, book what filled at once; the acknowledged orders.
 
-        A new intent is saved BEFORE the broker hears of it: after a crash the store knows the ref, so the
-        intent is reconciled, never placed twice. A newer version of a known intent (reprice, chase) may
-        be written behind: reconciliation adopts it from the broker if memory is lost (`adopt_newer_version`)."""
+        `write_first`: the orders are saved BEFORE the broker hears of them. A new intent must be: after a
+        crash the store knows the ref, so the intent is reconciled, never placed twice; so must an exit's
+        replacement (lost, it would leave the risk on). An entry's reprice may be written behind
+        (`write_first=False`): reconciliation adopts it from the broker if memory is lost
+        (`adopt_newer_version`)."""
         submitting = [transition(o, OrderState.SUBMITTING, report.at, "placing") for o in orders]
         # One audit record per commit (its orders listed): each record is a stored item, and items are cost.
         events = [AuditEvent("ORDERS_SUBMITTING", {"orders": [_order_details(o) for o in submitting]})]
-        account = self._commit(state.account, submitting, events, state.unsaved, durable=new_intents)
+        account = self._commit(state.account, submitting, events, state.unsaved, durable=write_first)
         acknowledged = []
         for order in submitting:
             placed = self._broker.place_order(_linked(account), order.request)
@@ -557,6 +581,19 @@ def _mark(market: MarketData, instrument: Instrument, at: datetime) -> int:
     row = chain.row_of(instrument)
     mid = (int(chain.bid_cents[row]) + int(chain.ask_cents[row])) // 2 if row is not None else None
     return option_mark_cents(instrument, mid, cents_of_price(market.price(instrument.underlying, at)))
+
+
+def _priors(orders: Mapping[str, ManagedOrder], brokers: Sequence[BrokerOrder], given: set[str]) -> list[ManagedOrder]:
+    """The latest known version of each intent that a broker order under an unknown ref may continue (a
+    reprice written behind): reconciliation needs it to adopt that newer version, even once it is final."""
+    stems = {stem for b in brokers if b.client_ref not in orders and (stem := intent_stem_or_none(b.client_ref))}
+    if not stems:
+        return []  # every broker order is known: the common case costs no walk through the history
+    latest: dict[str, ManagedOrder] = {}
+    for order in orders.values():
+        if order.stem in stems and (order.stem not in latest or order.version > latest[order.stem].version):
+            latest[order.stem] = order
+    return [o for o in latest.values() if o.intent_id not in given]
 
 
 def _closing(

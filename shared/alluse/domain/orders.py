@@ -623,14 +623,15 @@ def adopt_newer_version(prior: ManagedOrder, broker: BrokerOrder, at: datetime) 
     broker's state; or why the broker's order cannot be that.
 
     Safe because the intent is known, so it is never placed afresh: an order under its next version, for
-    the same instrument and side and no more than the intent asked, can only be its replacement."""
+    the same instrument and side and no more than the version before it left to fill, can only be its
+    replacement."""
     ref, request = broker.client_ref, broker.request
-    if _stem_or_none(ref) != prior.stem or intent_version(ref) <= prior.version:
+    if intent_stem_or_none(ref) != prior.stem or intent_version(ref) <= prior.version:
         return f"broker ref {ref} is not a newer version of {prior.intent_id}"
     if request.instrument != prior.request.instrument or request.side is not prior.request.side:
         return f"broker order {broker.broker_order_id} ({ref}) is a different instrument or side than {prior.intent_id}"
-    if request.quantity > prior.request.quantity:
-        return f"broker order {broker.broker_order_id} ({ref}) is for more than {prior.intent_id} asked"
+    if request.quantity > prior.remaining:
+        return f"broker order {broker.broker_order_id} ({ref}) is for more than {prior.intent_id} left to fill"
     order = ManagedOrder(ref, prior.account_id, prior.sleeve, request, reference_quote=prior.reference_quote)
     order = replace(order, started_at=prior.started_at or broker.submitted_at)
     order = transition(order, OrderState.SUBMITTING, broker.submitted_at, "newer version found at the broker")
@@ -722,9 +723,6 @@ def intent_stem_or_none(ref: str) -> str | None:
     return match["stem"] if match else None
 
 
-_stem_or_none = intent_stem_or_none
-
-
 def _one_live_per_intent(
     orders: Sequence[ManagedOrder], brokers: Mapping[str, Sequence[BrokerOrder]], actions: list[ReconcileAction]
 ) -> list[ReconcileAction]:
@@ -732,7 +730,7 @@ def _one_live_per_intent(
     of several working versions only the newest is kept."""
     live: dict[str, list[BrokerOrder]] = defaultdict(list)
     for ref, found in brokers.items():
-        stem = _stem_or_none(ref)
+        stem = intent_stem_or_none(ref)
         if stem is not None:
             live[stem].extend(b for b in found if not b.status.is_final)
     known = {order.intent_id for order in orders}
@@ -817,7 +815,7 @@ def _newer_versions(
             latest[order.stem] = order
     known = {order.intent_id for order in orders}
     adopted: list[ManagedOrder] = []
-    candidates = [b for b in broker_orders if b.client_ref not in known and _stem_or_none(b.client_ref) in latest]
+    candidates = [b for b in broker_orders if b.client_ref not in known and intent_stem_or_none(b.client_ref) in latest]
     for broker in sorted(candidates, key=lambda b: intent_version(b.client_ref)):  # v2 before v3
         stem = intent_stem(broker.client_ref)
         found = adopt_newer_version(latest[stem], broker, at)

@@ -142,9 +142,11 @@ def _tune_moto_dynamodb() -> None:
     parse_parameters = DynamoHandler.parse_parameters
 
     def parse_transact_write_as_json(self: DynamoHandler, request: Any) -> None:
+        if self._get_action() != "TransactWriteItems":
+            return parse_parameters(self, request)
         body = request.data
         text = body.decode() if isinstance(body, bytes) else body
-        if self._get_action() != "TransactWriteItems" or '"B":' in text or '"BS":' in text:
+        if '"B":' in text or '"BS":' in text:
             return parse_parameters(self, request)
         self.params = json.loads(text)
 
