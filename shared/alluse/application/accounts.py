@@ -35,6 +35,10 @@ class AccountService:
         self._config = ConfigurationService(store, clock)
         self._max_attempts = max_attempts
 
+    def global_layer(self) -> Mapping[str, Any]:
+        """The global configuration layer as stored now (see `create`)."""
+        return self._config.overrides_of_global()
+
     # --- queries -------------------------------------------------------------------------
     def get(self, account_id: str) -> Account:
         return self._store.get(account_id)
@@ -47,9 +51,12 @@ class AccountService:
         return self._store.movements(account_id)
 
     # --- commands ------------------------------------------------------------------------
-    def create(self, request: NewAccount, *, actor: str) -> Account:
+    def create(self, request: NewAccount, *, actor: str, global_layer: Mapping[str, Any] | None = None) -> Account:
+        """`global_layer`: the global configuration layer when the caller has just read it (a fleet created
+        in one go is created under one reading); read here otherwise."""
         require_positive(request.capital_cents, field="capital")
-        global_layer = self._config.overrides_of_global()
+        if global_layer is None:
+            global_layer = self._config.overrides_of_global()
         account_layer = to_jsonable(request.overrides or {})
         cfg = effective_config(global_layer, account_layer)
         pattern = cfg.account.brokerage_id_pattern

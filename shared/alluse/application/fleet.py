@@ -56,12 +56,14 @@ def create_fleet(
     actor: str,
     on_progress: Callable[[], None] = lambda: None,
 ) -> FleetResult:
-    """Create each account on its own; one account's failure is reported and the rest go on."""
+    """Create each account on its own (one transaction each), under one reading of the global
+    configuration; one account's failure is reported and the rest go on."""
     created: list[Account] = []
     failed: list[tuple[NewAccount, str]] = []
+    global_layer = service.global_layer()
     for plan in plans:
         try:
-            created.append(service.create(plan, actor=actor))
+            created.append(service.create(plan, actor=actor, global_layer=global_layer))
         except AllUseError as err:
             failed.append((plan, str(err)))
         on_progress()
