@@ -25,9 +25,9 @@ Accounts never wait on each other: a fleet runs this per account (see `run_fleet
 With `carry_state`, a cycle keeps each account's record, orders and configuration between its steps
 (one run = one cycle) and writes behind: only SUBMITTING of a new intent or an exit's replacement and a
 few protocol facts (an L3 pause, SAFE and its release, a reinvestment done) are written at once (see
-`Unsaved`). Any error drops what was carried (but the week's
-record) and the next step reads afresh; `release` writes what waited and hands accounts to another use
-case (the lifecycle watchdog) or ends the run. Configuration changes take effect at the next run.
+`Unsaved`). Any error drops what was carried (but the week's record) and the next step reads afresh;
+`release` writes what waited and hands accounts to another use case (the lifecycle watchdog) or ends the
+run. Configuration changes take effect at the next run.
 
 The cycle keeps the step's order and its writes. Each phase is a module of its own (`order_working`,
 `protection`, `liquidation`, `reinvestment`, `entries`), built with the market and what it needs of the
