@@ -10,6 +10,7 @@ import numpy as np
 
 from alluse.application.alerting import AlertDesk
 from alluse.application.ports import Notifier
+from alluse.domain.accounts import Account, link_broker, open_account
 from alluse.domain.alerts import Alert, Decision
 from alluse.domain.config import default_config
 from alluse.domain.errors import MarketDataGap
@@ -124,3 +125,17 @@ class RecordingDesk(AlertDesk):
     def raise_alert(self, alert: Alert, *, trading_day: bool) -> Decision:
         self.raised.append(alert)
         return super().raise_alert(alert, trading_day=trading_day)
+
+
+def linked_account(now: datetime, capital_cents: int = 500_000_00) -> Account:
+    """A funded, broker-linked ACTIVE account with no positions, split by the default allocation."""
+    cfg = default_config()
+    opened, _ = open_account(
+        "ACC-00001",
+        name="test",
+        capital_cents=capital_cents,
+        weights=cfg.allocation.weights(),
+        buffer_pct=cfg.allocation.cash_buffer_pct,
+        now=now,
+    )
+    return link_broker(opened, "DU1234567", pattern=cfg.account.brokerage_id_pattern)

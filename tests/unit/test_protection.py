@@ -17,8 +17,6 @@ from alluse.domain.accounts import (
     ProtocolState,
     SleeveBalance,
     Watch,
-    link_broker,
-    open_account,
 )
 from alluse.domain.atr_protocol import AtrLevel, LevelChange, evaluate
 from alluse.domain.brokerage import Execution, Settlement, SettlementKind, Side
@@ -46,6 +44,7 @@ from alluse.domain.protection import (
 )
 from alluse.domain.risk import BreakerKind
 from alluse.domain.sleeves import SleeveKind
+from tests.fakes import linked_account
 
 CFG = default_config()
 BREAKERS = CFG.circuit_breakers
@@ -75,15 +74,7 @@ def test_a_position_closed_in_parts_is_one_trade_with_the_parts_pnl() -> None:
 
 def active_account() -> Account:
     """A funded, broker-linked ACTIVE account with no positions."""
-    account, _ = open_account(
-        "ACC-00001",
-        name="test",
-        capital_cents=500_000_00,
-        weights=CFG.allocation.weights(),
-        buffer_pct=CFG.allocation.cash_buffer_pct,
-        now=NOW,
-    )
-    return link_broker(account, "DU1234567", pattern=CFG.account.brokerage_id_pattern)
+    return linked_account(NOW)
 
 
 def holding(account: Account, sleeve: SleeveKind, instrument: Instrument, quantity: int, cost_cents: int) -> Account:

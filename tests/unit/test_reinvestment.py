@@ -9,7 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from alluse.domain.accounts import Account, link_broker, open_account
+from alluse.domain.accounts import Account
 from alluse.domain.config import AllUseConfig, LifecycleConfig, default_config, effective_config
 from alluse.domain.errors import ValidationFailed
 from alluse.domain.lifecycle import (
@@ -22,6 +22,7 @@ from alluse.domain.lifecycle import (
 )
 from alluse.domain.market import OptionChain
 from alluse.domain.sleeves import SleeveKind
+from tests.fakes import linked_account
 
 CFG = default_config()
 APRIL_1 = date(2026, 4, 1)
@@ -30,15 +31,7 @@ REV, COM = SleeveKind.REV, SleeveKind.COM
 
 
 def account() -> Account:
-    opened, _ = open_account(
-        "ACC-00001",
-        name="test",
-        capital_cents=500_000_00,
-        weights=CFG.allocation.weights(),
-        buffer_pct=CFG.allocation.cash_buffer_pct,
-        now=NOW,
-    )
-    return link_broker(opened, "DU1234567", pattern=CFG.account.brokerage_id_pattern)
+    return linked_account(NOW)
 
 
 def earned(base: Account, sleeve: SleeveKind, realized: int, commission: int = 0) -> Account:
