@@ -518,6 +518,15 @@ def test_a_newer_version_of_a_known_intent_found_at_the_broker_is_adopted_not_an
     assert again.actions == () and again.orders == result.orders  # idempotent
 
 
+def test_a_newer_version_is_adopted_from_a_final_version_in_the_history() -> None:
+    """The version before it need not be in flight: reconciliation finds it among the account's orders."""
+    cancelled = replace(in_state(S.CANCELLED), broker_order_id="P-1")
+    v2 = reprice_at_broker(cancelled, OrderStatus.SUBMITTED)
+    assert reconcile([], [v2], [], NOW, ORDERS).of(AlertOrphan) == (AlertOrphan(v2),)  # without it: unknown
+    result = reconcile([], [v2], [], NOW, ORDERS, history={cancelled.intent_id: cancelled})
+    assert result.of(AlertOrphan) == () and [o.intent_id for o in result.orders] == [v2.client_ref]
+
+
 def test_a_newer_version_already_filled_at_the_broker_is_adopted_filled() -> None:
     cancelled = replace(in_state(S.CANCELLED), broker_order_id="P-1")
     v2 = reprice_at_broker(cancelled, OrderStatus.FILLED)

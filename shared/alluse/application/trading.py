@@ -72,7 +72,6 @@ from alluse.domain.orders import (
     OrderState,
     Resubmit,
     apply_broker_order,
-    intent_stem_or_none,
     reconcile,
     record_resubmission,
     transition,
@@ -307,9 +306,8 @@ class TradingCycle:
         finished += newer
         absent = {o.intent_id for o in live} - listed - {b.client_ref for b in finished}
         executions = [e for e in self._broker.executions(brokerage_id) if e.client_ref in absent] if absent else []
-        local = [*live, *stale]
-        local += _priors(orders, [*open_at_broker, *finished], {o.intent_id for o in local})
-        result = reconcile(local, [*open_at_broker, *finished], executions, report.at, cfg.orders)
+        brokers = [*open_at_broker, *finished]
+        result = reconcile([*live, *stale], brokers, executions, report.at, cfg.orders, history=orders)
         changed = {o.intent_id: o for o in result.orders if orders.get(o.intent_id) != o}
         for action in result.actions:
             if isinstance(action, Resubmit):  # same ref: the broker cannot make it a second order
@@ -581,19 +579,6 @@ def _mark(market: MarketData, instrument: Instrument, at: datetime) -> int:
     row = chain.row_of(instrument)
     mid = (int(chain.bid_cents[row]) + int(chain.ask_cents[row])) // 2 if row is not None else None
     return option_mark_cents(instrument, mid, cents_of_price(market.price(instrument.underlying, at)))
-
-
-def _priors(orders: Mapping[str, ManagedOrder], brokers: Sequence[BrokerOrder], given: set[str]) -> list[ManagedOrder]:
-    """The latest known version of each intent that a broker order under an unknown ref may continue (a
-    reprice written behind): reconciliation needs it to adopt that newer version, even once it is final."""
-    stems = {stem for b in brokers if b.client_ref not in orders and (stem := intent_stem_or_none(b.client_ref))}
-    if not stems:
-        return []  # every broker order is known: the common case costs no walk through the history
-    latest: dict[str, ManagedOrder] = {}
-    for order in orders.values():
-        if order.stem in stems and (order.stem not in latest or order.version > latest[order.stem].version):
-            latest[order.stem] = order
-    return [o for o in latest.values() if o.intent_id not in given]
 
 
 def _closing(

@@ -767,12 +767,16 @@ def reconcile(
     executions: Sequence[Execution],
     at: datetime,
     rules: OrdersConfig,
+    *,
+    history: Mapping[str, ManagedOrder] | None = None,
 ) -> ReconcileResult:
     """Match one brokerage account's local orders with the broker's by ref (= intent id).
 
     Broker acknowledgements and fills are adopted (the broker is the truth); an in-flight order the
     broker has never heard of is resubmitted under the same ref; an order the broker holds under an
-    unknown ref is reported, never touched. Running it again on its own result gives no new action.
+    unknown ref is reported, never touched — unless it is a newer version of a known intent, which is
+    adopted from the version before it, found among `local` or the account's other known orders
+    (`history`, by intent id; final ones too). Running it again on its own result gives no new action.
     An in-flight order is resubmitted at most `rules.max_submit_attempts` times before a human is asked.
     """
     refs = [order.intent_id for order in local]
@@ -793,7 +797,7 @@ def reconcile(
             actions.append(Adopt(updated, order.state, f"reconciled: {order.state.value} -> {updated.state.value}"))
         actions.extend(found_actions)
         orders.append(updated)
-    orders += _newer_versions(orders, broker_orders, at, actions)
+    orders += _newer_versions(orders, history or {}, broker_orders, at, actions)
     actions = _one_live_per_intent(orders, by_ref, actions)
     known = {order.intent_id for order in orders}
     actions.extend(
@@ -805,17 +809,26 @@ def reconcile(
 
 
 def _newer_versions(
-    orders: Sequence[ManagedOrder], broker_orders: Sequence[BrokerOrder], at: datetime, actions: list[ReconcileAction]
+    orders: Sequence[ManagedOrder],
+    history: Mapping[str, ManagedOrder],
+    broker_orders: Sequence[BrokerOrder],
+    at: datetime,
+    actions: list[ReconcileAction],
 ) -> list[ManagedOrder]:
     """Broker orders under an unknown ref that are a newer version of a known intent: adopted (or, when
     they cannot be that version, a mismatch for a human)."""
+    by_id = {order.intent_id: order for order in orders}
+    unknown = [b for b in broker_orders if b.client_ref not in by_id and b.client_ref not in history]
+    stems = {stem for b in unknown if (stem := intent_stem_or_none(b.client_ref)) is not None}
+    if not stems:
+        return []  # every broker order is known: no walk through the history
     latest: dict[str, ManagedOrder] = {}
-    for order in orders:
-        if order.stem not in latest or order.version > latest[order.stem].version:
+    for order in {**history, **by_id}.values():  # this pass's reconciled state wins over the history's
+        if order.stem in stems and (order.stem not in latest or order.version > latest[order.stem].version):
             latest[order.stem] = order
-    known = {order.intent_id for order in orders}
+    known = set(by_id)
     adopted: list[ManagedOrder] = []
-    candidates = [b for b in broker_orders if b.client_ref not in known and intent_stem_or_none(b.client_ref) in latest]
+    candidates = [b for b in unknown if intent_stem_or_none(b.client_ref) in latest]
     for broker in sorted(candidates, key=lambda b: intent_version(b.client_ref)):  # v2 before v3
         stem = intent_stem(broker.client_ref)
         found = adopt_newer_version(latest[stem], broker, at)
