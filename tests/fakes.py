@@ -127,15 +127,21 @@ class RecordingDesk(AlertDesk):
         return super().raise_alert(alert, trading_day=trading_day)
 
 
-def linked_account(now: datetime, capital_cents: int = 500_000_00) -> Account:
-    """A funded, broker-linked ACTIVE account with no positions, split by the default allocation."""
+def opened_account(now: datetime, capital_cents: int = 500_000_00, account_id: str = "ACC-00001") -> Account:
+    """A funded account with no positions, split by the default allocation (not linked to a broker)."""
     cfg = default_config()
     opened, _ = open_account(
-        "ACC-00001",
+        account_id,
         name="test",
         capital_cents=capital_cents,
         weights=cfg.allocation.weights(),
         buffer_pct=cfg.allocation.cash_buffer_pct,
         now=now,
     )
-    return link_broker(opened, "DU1234567", pattern=cfg.account.brokerage_id_pattern)
+    return opened
+
+
+def linked_account(now: datetime, capital_cents: int = 500_000_00) -> Account:
+    """`opened_account`, linked to a brokerage account: ACTIVE."""
+    pattern = default_config().account.brokerage_id_pattern
+    return link_broker(opened_account(now, capital_cents), "DU1234567", pattern=pattern)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from alluse.adapters.paper.broker import PaperBroker
 from alluse.application.clock import SimulatedClock
-from alluse.domain.accounts import Account, open_account
+from alluse.domain.accounts import Account
 from alluse.domain.brokerage import (
     BrokerAccountState,
     Execution,
@@ -21,12 +21,11 @@ from alluse.domain.brokerage import (
     SettlementKind,
     Side,
 )
-from alluse.domain.config import default_config
 from alluse.domain.errors import Conflict
 from alluse.domain.instruments import Equity, OptionContract, OptionRight
 from alluse.domain.ledger import book_execution, book_settlement, broker_mismatches
 from alluse.domain.sleeves import SleeveKind
-from tests.fakes import FakeCalendar, FakeMarket, ny
+from tests.fakes import FakeCalendar, FakeMarket, ny, opened_account
 
 GEN, REV = SleeveKind.GEN, SleeveKind.REV
 FRI = date(2026, 12, 4)
@@ -37,16 +36,7 @@ STOCK = Equity("TSLA")
 
 
 def account(capital_cents: int = 100_000_000) -> Account:
-    cfg = default_config()
-    opened, _ = open_account(
-        "ACC-1",
-        name="t",
-        capital_cents=capital_cents,
-        weights=cfg.allocation.weights(),
-        buffer_pct=cfg.allocation.cash_buffer_pct,
-        now=NOW,
-    )
-    return opened
+    return opened_account(NOW, capital_cents, "ACC-1")
 
 
 def fill(instrument, side: Side, qty: int, price: int, commission: int = 0) -> Execution:  # type: ignore[no-untyped-def]
